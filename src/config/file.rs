@@ -1,0 +1,111 @@
+//! The serde mirror of the TOML file. Unknown keys are errors so a typo never
+//! silently falls back to a default; `validate.rs` turns this into domain types.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: ServerFile,
+    pub tls: TlsFile,
+    #[serde(default)]
+    pub listen: Vec<ListenFile>,
+    #[serde(default)]
+    pub backends: BTreeMap<String, BackendFile>,
+    #[serde(default)]
+    pub repositories: BTreeMap<String, RepositoryFile>,
+    #[serde(default)]
+    pub metrics: Option<MetricsFile>,
+    #[serde(default)]
+    pub log: Option<LogFile>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ServerFile {
+    pub threads: Option<usize>,
+    pub grace_period_seconds: Option<u64>,
+    pub graceful_shutdown_timeout_seconds: Option<u64>,
+    pub runtime_dir: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    /// Generate a CA and server cert next to `cert` when missing or stale.
+    #[serde(default)]
+    pub generate: bool,
+    #[serde(default)]
+    pub ips: Vec<String>,
+    #[serde(default)]
+    pub dns: Vec<String>,
+    #[serde(default)]
+    pub detect: bool,
+    pub key_type: Option<String>,
+    pub days: Option<u32>,
+    /// Extra certificates chosen by SNI.
+    #[serde(default)]
+    pub certificates: Vec<CertFile>,
+    /// How often replaced PEM files are looked for.
+    pub reload_interval_seconds: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertFile {
+    pub cert: String,
+    pub key: String,
+    #[serde(default)]
+    pub server_names: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenFile {
+    pub address: String,
+    pub method: String,
+    pub base_domain: Option<String>,
+    pub repository: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendFile {
+    pub url: String,
+    pub ca: Option<String>,
+    pub v2_prefix: Option<String>,
+    pub kind: Option<String>,
+    pub connect_timeout_seconds: Option<u64>,
+    pub read_timeout_seconds: Option<u64>,
+    pub write_timeout_seconds: Option<u64>,
+    pub idle_timeout_seconds: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepositoryFile {
+    pub backend: String,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub name_prefix: Option<String>,
+    pub block_schema1_push: Option<bool>,
+    pub block_schema1_pull: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsFile {
+    pub address: Option<String>,
+    pub health_check_interval_seconds: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogFile {
+    pub format: Option<String>,
+    pub access_log: Option<String>,
+}

@@ -1,0 +1,173 @@
+//! Configuration: `file.rs` mirrors the TOML, `validate.rs` turns it into the
+//! domain types below. Errors name the file and the key.
+
+mod file;
+mod validate;
+
+pub use validate::{load, parse};
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A config problem, always tied to the file and the key that caused it.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {key}: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    pub key: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was loaded from (persisted edits go back here).
+    pub path: PathBuf,
+    pub server: Server,
+    pub tls: Tls,
+    pub listeners: Vec<Listener>,
+    pub backends: BTreeMap<String, Arc<Backend>>,
+    pub repositories: BTreeMap<String, Arc<Repository>>,
+    pub metrics: Metrics,
+    pub log: Log,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub threads: usize,
+    pub grace_period: Duration,
+    pub graceful_shutdown_timeout: Duration,
+    pub runtime_dir: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tls {
+    /// The default certificate, served when SNI matches nothing or is absent.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub generate: Option<Generate>,
+    pub extra: Vec<NamedCert>,
+    pub reload_interval: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generate {
+    pub ips: Vec<IpAddr>,
+    pub dns: Vec<String>,
+    pub detect: bool,
+    pub key_type: String,
+    pub days: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NamedCert {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub server_names: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenMethod {
+    Path,
+    Subdomain { base_domain: String },
+    Port { repository: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub address: SocketAddr,
+    pub method: ListenMethod,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    Distribution,
+    Artifactory,
+}
+
+#[derive(Debug, Clone)]
+pub struct Backend {
+    pub name: String,
+    pub tls: bool,
+    /// Resolved once at load: pingora panics on DNS failure inside a request.
+    pub addr: SocketAddr,
+    /// `host[:port]` as written in the url: Host header and TLS SNI.
+    pub authority: String,
+    pub host: String,
+    pub ca: Option<PathBuf>,
+    /// May contain `{repo}`, replaced by the repository key.
+    pub v2_prefix: String,
+    pub kind: BackendKind,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+impl Backend {
+    /// The backend's `/v2` root for one repository, without a trailing slash.
+    pub fn v2_prefix_for(&self, repo_key: &str) -> String {
+        self.v2_prefix.replace("{repo}", repo_key)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepoType {
+    Local,
+    Remote,
+}
+
+impl RepoType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RepoType::Local => "local",
+            RepoType::Remote => "remote",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Repository {
+    pub key: String,
+    pub backend: Arc<Backend>,
+    pub kind: RepoType,
+    /// Empty, or a valid name ending in `/`.
+    pub name_prefix: String,
+    pub block_schema1_push: bool,
+    pub block_schema1_pull: bool,
+}
+
+impl Repository {
+    /// Backend-side repository name for a client-side image name.
+    pub fn backend_name(&self, image: &str) -> String {
+        format!("{}{}", self.name_prefix, image)
+    }
+
+    /// Client-side image name for a backend name, if it lies under the prefix.
+    pub fn image_of<'a>(&self, backend_name: &'a str) -> Option<&'a str> {
+        backend_name
+            .strip_prefix(self.name_prefix.as_str())
+            .filter(|s| !s.is_empty())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub address: Option<SocketAddr>,
+    pub health_check_interval: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Logfmt,
+}
+
+#[derive(Debug, Clone)]
+pub struct Log {
+    pub format: LogFormat,
+    /// None: stdout (journald).
+    pub access_log: Option<PathBuf>,
+}

@@ -1,0 +1,371 @@
+//! Turning the serde mirror into domain types. Every check names its key.
+
+use super::file::{BackendFile, FileConfig, ListenFile, RepositoryFile};
+use super::*;
+use crate::oci::names::{is_valid_component, is_valid_name};
+use std::net::ToSocketAddrs;
+use std::path::Path;
+
+struct Ctx<'a> {
+    file: &'a str,
+    dir: &'a Path,
+}
+
+impl Ctx<'_> {
+    fn err(&self, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.to_string(),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Relative paths resolve against the config file's directory.
+    fn path(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.dir.join(p)
+        }
+    }
+}
+
+/// Reads and validates a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.display().to_string(),
+        key: "(file)".into(),
+        message: format!("cannot read: {e}"),
+    })?;
+    parse(&text, path)
+}
+
+/// Validates config text as if read from `path`.
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let file = path.display().to_string();
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let cx = Ctx { file: &file, dir };
+    let raw: FileConfig = toml::from_str(text).map_err(|e| {
+        let span = e.span().map(|s| line_of(text, s.start)).unwrap_or_default();
+        cx.err(format!("(syntax{span})"), e.message().to_string())
+    })?;
+
+    let server = Server {
+        threads: match raw.server.threads {
+            Some(0) => return Err(cx.err("server.threads", "must be at least 1")),
+            Some(n) => n,
+            None => 2,
+        },
+        grace_period: Duration::from_secs(raw.server.grace_period_seconds.unwrap_or(30)),
+        graceful_shutdown_timeout: Duration::from_secs(
+            raw.server.graceful_shutdown_timeout_seconds.unwrap_or(5),
+        ),
+        runtime_dir: cx.path(raw.server.runtime_dir.as_deref().unwrap_or("/run/dockgate")),
+    };
+
+    let tls = tls(&cx, &raw)?;
+
+    let mut backends = BTreeMap::new();
+    for (name, b) in &raw.backends {
+        backends.insert(name.clone(), Arc::new(backend(&cx, name, b)?));
+    }
+
+    let mut repositories = BTreeMap::new();
+    for (key, r) in &raw.repositories {
+        repositories.insert(key.clone(), Arc::new(repository(&cx, key, r, &backends)?));
+    }
+    if repositories.is_empty() {
+        return Err(cx.err("repositories", "at least one [repositories.KEY] is required"));
+    }
+
+    if raw.listen.is_empty() {
+        return Err(cx.err("listen", "at least one [[listen]] is required"));
+    }
+    let mut listeners: Vec<Listener> = Vec::new();
+    for (i, l) in raw.listen.iter().enumerate() {
+        let l = listener(&cx, i, l, &repositories)?;
+        if listeners.iter().any(|o| o.address == l.address) {
+            return Err(cx.err(format!("listen[{i}].address"), format!("{} is used twice", l.address)));
+        }
+        listeners.push(l);
+    }
+
+    let metrics = match &raw.metrics {
+        None => Metrics {
+            address: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
+            health_check_interval: Duration::from_secs(10),
+        },
+        Some(m) => Metrics {
+            address: match m.address.as_deref() {
+                None => Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
+                Some("") | Some("off") => None,
+                Some(a) => Some(a.parse().map_err(|_| {
+                    cx.err("metrics.address", format!("{a:?} is not IP:PORT (or \"off\")"))
+                })?),
+            },
+            health_check_interval: Duration::from_secs(
+                m.health_check_interval_seconds.unwrap_or(10).max(1),
+            ),
+        },
+    };
+
+    let log = match &raw.log {
+        None => Log { format: LogFormat::Json, access_log: None },
+        Some(l) => Log {
+            format: match l.format.as_deref().unwrap_or("json") {
+                "json" => LogFormat::Json,
+                "logfmt" => LogFormat::Logfmt,
+                other => {
+                    return Err(cx.err("log.format", format!("{other:?}: expected \"json\" or \"logfmt\"")))
+                }
+            },
+            access_log: match l.access_log.as_deref() {
+                None | Some("") | Some("-") | Some("stdout") => None,
+                Some(p) => Some(cx.path(p)),
+            },
+        },
+    };
+
+    Ok(Config {
+        path: path.to_path_buf(),
+        server,
+        tls,
+        listeners,
+        backends,
+        repositories,
+        metrics,
+        log,
+    })
+}
+
+fn line_of(text: &str, offset: usize) -> String {
+    let line = text.get(..offset).map(|t| t.lines().count().max(1)).unwrap_or(1);
+    format!(", line {line}")
+}
+
+fn tls(cx: &Ctx, raw: &FileConfig) -> Result<Tls, ConfigError> {
+    let t = &raw.tls;
+    let (cert, key) = match (&t.cert, &t.key) {
+        (Some(c), Some(k)) => (cx.path(c), cx.path(k)),
+        (None, _) => return Err(cx.err("tls.cert", "missing: path of the server certificate (PEM)")),
+        (_, None) => return Err(cx.err("tls.key", "missing: path of the private key (PEM)")),
+    };
+    let generate = if t.generate {
+        let mut ips = Vec::new();
+        for (i, ip) in t.ips.iter().enumerate() {
+            ips.push(ip.parse().map_err(|_| cx.err(format!("tls.ips[{i}]"), format!("{ip:?} is not an IP address")))?);
+        }
+        for (i, d) in t.dns.iter().enumerate() {
+            if !is_dns_name(d, true) {
+                return Err(cx.err(format!("tls.dns[{i}]"), format!("{d:?} is not a DNS name")));
+            }
+        }
+        let key_type = t.key_type.clone().unwrap_or_else(|| "ecdsa-p256".into());
+        if !["ecdsa-p256", "rsa-2048", "rsa-3072"].contains(&key_type.as_str()) {
+            return Err(cx.err("tls.key_type", format!("{key_type:?}: expected ecdsa-p256, rsa-2048 or rsa-3072")));
+        }
+        Some(Generate { ips, dns: t.dns.clone(), detect: t.detect, key_type, days: t.days })
+    } else {
+        for (k, set) in [("ips", !t.ips.is_empty()), ("dns", !t.dns.is_empty()), ("detect", t.detect)] {
+            if set {
+                return Err(cx.err(format!("tls.{k}"), "only meaningful with generate = true"));
+            }
+        }
+        None
+    };
+    let mut extra = Vec::new();
+    for (i, c) in t.certificates.iter().enumerate() {
+        if c.server_names.is_empty() {
+            return Err(cx.err(format!("tls.certificates[{i}].server_names"), "must list at least one name"));
+        }
+        for (j, n) in c.server_names.iter().enumerate() {
+            if !is_dns_name(n, true) {
+                return Err(cx.err(format!("tls.certificates[{i}].server_names[{j}]"), format!("{n:?} is not a DNS name")));
+            }
+        }
+        extra.push(NamedCert {
+            cert: cx.path(&c.cert),
+            key: cx.path(&c.key),
+            server_names: c.server_names.iter().map(|s| s.to_ascii_lowercase()).collect(),
+        });
+    }
+    Ok(Tls {
+        cert,
+        key,
+        generate,
+        extra,
+        reload_interval: Duration::from_secs(t.reload_interval_seconds.unwrap_or(2).max(1)),
+    })
+}
+
+/// Letters, digits and hyphens in dot-separated labels; a leading `*.` when allowed.
+fn is_dns_name(n: &str, wildcard: bool) -> bool {
+    let n = match n.strip_prefix("*.") {
+        Some(rest) if wildcard => rest,
+        _ => n,
+    };
+    !n.is_empty()
+        && n.len() <= 253
+        && n.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+fn backend(cx: &Ctx, name: &str, b: &BackendFile) -> Result<Backend, ConfigError> {
+    let key = |k: &str| format!("backends.{name}.{k}");
+    let uri: http::Uri = b
+        .url
+        .parse()
+        .map_err(|e| cx.err(key("url"), format!("{:?} is not a URL: {e}", b.url)))?;
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => return Err(cx.err(key("url"), format!("{:?}: scheme must be http or https", b.url))),
+    };
+    let Some(auth) = uri.authority() else {
+        return Err(cx.err(key("url"), format!("{:?} has no host", b.url)));
+    };
+    if !matches!(uri.path(), "" | "/") {
+        return Err(cx.err(key("url"), "must not carry a path; use v2_prefix for where the API lives"));
+    }
+    let host = auth.host().trim_start_matches('[').trim_end_matches(']').to_string();
+    let port = auth.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    // Resolved here so that a bad name is a config error, not a runtime panic.
+    let addr = (host.as_str(), port)
+        .to_socket_addrs()
+        .map_err(|e| cx.err(key("url"), format!("cannot resolve {host:?}: {e}")))?
+        .next()
+        .ok_or_else(|| cx.err(key("url"), format!("{host:?} resolves to no address")))?;
+    let v2_prefix = b.v2_prefix.clone().unwrap_or_else(|| "/v2".into());
+    if !v2_prefix.starts_with('/') || v2_prefix.ends_with('/') || v2_prefix.contains("//") {
+        return Err(cx.err(key("v2_prefix"), format!("{v2_prefix:?}: must start with '/' and not end with '/'")));
+    }
+    let kind = match b.kind.as_deref().unwrap_or(if v2_prefix.starts_with("/artifactory/") { "artifactory" } else { "distribution" }) {
+        "distribution" => BackendKind::Distribution,
+        "artifactory" => BackendKind::Artifactory,
+        other => return Err(cx.err(key("kind"), format!("{other:?}: expected \"distribution\" or \"artifactory\""))),
+    };
+    let ca = match &b.ca {
+        Some(_) if !tls => return Err(cx.err(key("ca"), "only meaningful for an https url")),
+        Some(c) => Some(cx.path(c)),
+        None => None,
+    };
+    let secs = |v: Option<u64>, d: u64, k: &str| -> Result<Duration, ConfigError> {
+        match v.unwrap_or(d) {
+            0 => Err(cx.err(key(k), "must be at least 1")),
+            n => Ok(Duration::from_secs(n)),
+        }
+    };
+    Ok(Backend {
+        name: name.to_string(),
+        tls,
+        addr,
+        authority: auth.as_str().to_string(),
+        host,
+        ca,
+        v2_prefix,
+        kind,
+        connect_timeout: secs(b.connect_timeout_seconds, 5, "connect_timeout_seconds")?,
+        read_timeout: secs(b.read_timeout_seconds, 900, "read_timeout_seconds")?,
+        write_timeout: secs(b.write_timeout_seconds, 900, "write_timeout_seconds")?,
+        idle_timeout: secs(b.idle_timeout_seconds, 60, "idle_timeout_seconds")?,
+    })
+}
+
+fn repository(
+    cx: &Ctx,
+    key_name: &str,
+    r: &RepositoryFile,
+    backends: &BTreeMap<String, Arc<Backend>>,
+) -> Result<Repository, ConfigError> {
+    let key = |k: &str| format!("repositories.{key_name}.{k}");
+    // The key is one name component and one DNS label (subdomain method).
+    if !is_valid_component(key_name) {
+        return Err(cx.err(
+            format!("repositories.{key_name}"),
+            "a repository key must be lowercase letters, digits and separators (-, _, .), like a registry name component",
+        ));
+    }
+    let backend = backends.get(&r.backend).cloned().ok_or_else(|| {
+        let known: Vec<&str> = backends.keys().map(|s| s.as_str()).collect();
+        cx.err(key("backend"), format!("unknown backend {:?} (known: {})", r.backend, known.join(", ")))
+    })?;
+    let kind = match r.kind.as_deref().unwrap_or("local") {
+        "local" => RepoType::Local,
+        "remote" => RepoType::Remote,
+        other => return Err(cx.err(key("type"), format!("{other:?}: expected \"local\" or \"remote\""))),
+    };
+    let name_prefix = match r.name_prefix.as_deref().unwrap_or("") {
+        "" => String::new(),
+        p => {
+            let p = p.trim_end_matches('/');
+            if !is_valid_name(p) {
+                return Err(cx.err(key("name_prefix"), format!("{p:?} is not a valid repository name prefix")));
+            }
+            format!("{p}/")
+        }
+    };
+    Ok(Repository {
+        key: key_name.to_string(),
+        backend,
+        kind,
+        name_prefix,
+        block_schema1_push: r.block_schema1_push.unwrap_or(kind == RepoType::Local),
+        block_schema1_pull: r.block_schema1_pull.unwrap_or(kind == RepoType::Remote),
+    })
+}
+
+fn listener(
+    cx: &Ctx,
+    i: usize,
+    l: &ListenFile,
+    repositories: &BTreeMap<String, Arc<Repository>>,
+) -> Result<Listener, ConfigError> {
+    let key = |k: &str| format!("listen[{i}].{k}");
+    let address: SocketAddr = l
+        .address
+        .parse()
+        .map_err(|_| cx.err(key("address"), format!("{:?} is not IP:PORT", l.address)))?;
+    let method = match l.method.as_str() {
+        "path" => ListenMethod::Path,
+        "subdomain" => {
+            let Some(d) = &l.base_domain else {
+                return Err(cx.err(key("base_domain"), "required for method = \"subdomain\""));
+            };
+            if !is_dns_name(d, false) {
+                return Err(cx.err(key("base_domain"), format!("{d:?} is not a DNS name")));
+            }
+            ListenMethod::Subdomain { base_domain: d.to_ascii_lowercase() }
+        }
+        "port" => {
+            let Some(r) = &l.repository else {
+                return Err(cx.err(key("repository"), "required for method = \"port\""));
+            };
+            if !repositories.contains_key(r) {
+                return Err(cx.err(key("repository"), format!("unknown repository {r:?}")));
+            }
+            ListenMethod::Port { repository: r.clone() }
+        }
+        other => {
+            return Err(cx.err(key("method"), format!("{other:?}: expected \"path\", \"subdomain\" or \"port\"")))
+        }
+    };
+    let stray = match &method {
+        ListenMethod::Path => l.base_domain.is_some() || l.repository.is_some(),
+        ListenMethod::Subdomain { .. } => l.repository.is_some(),
+        ListenMethod::Port { .. } => l.base_domain.is_some(),
+    };
+    if stray {
+        return Err(cx.err(key("method"), format!("base_domain/repository do not apply to method = {:?}", l.method)));
+    }
+    Ok(Listener { address, method })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,98 @@
+use super::*;
+
+const BASE: &str = r#"
+[tls]
+cert = "c.pem"
+key = "k.pem"
+[[listen]]
+address = "127.0.0.1:5443"
+method = "path"
+[backends.local]
+url = "http://127.0.0.1:5000"
+[repositories.docker-local]
+backend = "local"
+"#;
+
+fn parse_str(s: &str) -> Result<Config, ConfigError> {
+    parse(s, Path::new("/etc/dockgate/dockgate.toml"))
+}
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let c = parse_str(BASE).unwrap();
+    assert_eq!(c.tls.cert, Path::new("/etc/dockgate/c.pem"));
+    let r = &c.repositories["docker-local"];
+    assert_eq!(r.kind, RepoType::Local);
+    assert!(r.block_schema1_push);
+    assert!(!r.block_schema1_pull);
+    assert_eq!(r.backend.v2_prefix, "/v2");
+    assert_eq!(r.backend.read_timeout, Duration::from_secs(900));
+    assert_eq!(c.server.threads, 2);
+}
+
+#[test]
+fn errors_name_file_and_key() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("[repositories.docker-local]", "[repositories.docker-local]\nupstream = \"x\"", "unknown field"),
+        ("backend = \"local\"", "backend = \"hub\"", "repositories.docker-local.backend: unknown backend \"hub\""),
+        ("method = \"path\"", "method = \"paths\"", "listen[0].method"),
+        ("method = \"path\"", "method = \"port\"", "listen[0].repository: required"),
+        ("method = \"path\"", "method = \"port\"\nrepository = \"nope\"", "listen[0].repository: unknown repository"),
+        ("method = \"path\"", "method = \"subdomain\"", "listen[0].base_domain"),
+        ("url = \"http://127.0.0.1:5000\"", "url = \"ftp://x\"", "backends.local.url"),
+        ("url = \"http://127.0.0.1:5000\"", "url = \"http://127.0.0.1:5000\"\nv2_prefix = \"v2/\"", "backends.local.v2_prefix"),
+        ("address = \"127.0.0.1:5443\"", "address = \"nowhere\"", "listen[0].address"),
+        ("[repositories.docker-local]", "[repositories.Docker]", "repositories.Docker"),
+        ("backend = \"local\"", "backend = \"local\"\ntype = \"virtual\"", "repositories.docker-local.type"),
+        ("backend = \"local\"", "backend = \"local\"\nname_prefix = \"Team/\"", "name_prefix"),
+        ("key = \"k.pem\"", "", "tls.key: missing"),
+        ("key = \"k.pem\"", "key = \"k.pem\"\nips = [\"1.2.3.4\"]", "tls.ips"),
+        ("key = \"k.pem\"", "key = \"k.pem\"\ngenerate = true\nips = [\"1.2.3\"]", "tls.ips[0]"),
+    ];
+    for (from, to, want) in cases {
+        let text = BASE.replacen(from, to, 1);
+        let e = parse_str(&text).unwrap_err().to_string();
+        assert!(e.starts_with("/etc/dockgate/dockgate.toml: "), "{e}");
+        assert!(e.contains(want), "{to:?} gave {e:?}, wanted {want:?}");
+    }
+}
+
+#[test]
+fn repository_options() {
+    let text = BASE.to_string()
+        + r#"
+[repositories.remote-hub]
+backend = "local"
+type = "remote"
+name_prefix = "team-a"
+block_schema1_push = false
+"#;
+    let c = parse_str(&text).unwrap();
+    let r = &c.repositories["remote-hub"];
+    assert_eq!(r.name_prefix, "team-a/");
+    assert!(r.block_schema1_pull);
+    assert!(!r.block_schema1_push);
+    assert_eq!(r.backend_name("app"), "team-a/app");
+    assert_eq!(r.image_of("team-a/app/x"), Some("app/x"));
+    assert_eq!(r.image_of("team-b/app"), None);
+}
+
+#[test]
+fn artifactory_prefix_implies_kind() {
+    let text = BASE.replace(
+        "url = \"http://127.0.0.1:5000\"",
+        "url = \"http://127.0.0.1:8081\"\nv2_prefix = \"/artifactory/api/docker/{repo}/v2\"",
+    );
+    let c = parse_str(&text).unwrap();
+    let b = &c.backends["local"];
+    assert_eq!(b.kind, BackendKind::Artifactory);
+    assert_eq!(b.v2_prefix_for("docker-local"), "/artifactory/api/docker/docker-local/v2");
+}
+
+#[test]
+fn shipped_default_config_loads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/dockgate.toml");
+    let c = load(&path).unwrap();
+    assert!(!c.listeners.is_empty());
+    assert!(c.repositories.contains_key("docker-local"));
+}

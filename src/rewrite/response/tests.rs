@@ -1,0 +1,78 @@
+use super::*;
+
+fn view() -> View {
+    View {
+        client_origin: "https://gw.example:5443".into(),
+        backend_authorities: vec!["127.0.0.1:5000".into(), "gw.example:5443".into()],
+        backend_name: "local".into(),
+        v2_prefix: "/v2".into(),
+        name_prefix: "team-a/".into(),
+        client_prefix: "team-a-key/".into(),
+    }
+}
+
+#[test]
+fn locations() {
+    let v = view();
+    let cases: &[(&str, Option<&str>)] = &[
+        ("/v2/team-a/app/blobs/uploads/u1?_state=x", Some("/v2/team-a-key/app/blobs/uploads/u1?_state=x")),
+        ("http://127.0.0.1:5000/v2/team-a/app/blobs/uploads/u1", Some("https://gw.example:5443/v2/team-a-key/app/blobs/uploads/u1")),
+        ("https://gw.example:5443/v2/team-a/lib/app/blobs/sha256:aa", Some("https://gw.example:5443/v2/team-a-key/lib/app/blobs/sha256:aa")),
+        ("https://s3.amazonaws.com/bucket/blob?sig=1", None),
+        ("/v2/other/app/blobs/x", None),
+        ("/v2/_catalog?last=a&n=2", Some("/v2/_catalog?last=a&n=2")),
+        ("http://127.0.0.1:5000/elsewhere", Some("https://gw.example:5443/elsewhere")),
+    ];
+    for (from, want) in cases {
+        assert_eq!(v.location(from).as_deref(), *want, "{from}");
+    }
+}
+
+#[test]
+fn artifactory_prefix() {
+    let v = View {
+        v2_prefix: "/artifactory/api/docker/docker-local/v2".into(),
+        name_prefix: String::new(),
+        client_prefix: "docker-local/".into(),
+        ..view()
+    };
+    assert_eq!(
+        v.location("/artifactory/api/docker/docker-local/v2/app/blobs/uploads/1").as_deref(),
+        Some("/v2/docker-local/app/blobs/uploads/1")
+    );
+}
+
+#[test]
+fn links() {
+    let v = view();
+    assert_eq!(
+        v.link("</v2/team-a/app/tags/list?last=b&n=2>; rel=\"next\"").as_deref(),
+        Some("</v2/team-a-key/app/tags/list?last=b&n=2>; rel=\"next\"")
+    );
+    assert_eq!(
+        v.link("<http://127.0.0.1:5000/v2/team-a/app/tags/list?n=1>; rel=\"next\", <https://x.org/a>; rel=\"other\"").as_deref(),
+        Some("<https://gw.example:5443/v2/team-a-key/app/tags/list?n=1>; rel=\"next\", <https://x.org/a>; rel=\"other\"")
+    );
+    assert_eq!(v.link("<https://x.org/a>; rel=\"next\""), None);
+}
+
+#[test]
+fn challenges() {
+    let v = view();
+    let got = v
+        .www_authenticate(r#"Bearer realm="http://127.0.0.1:5000/auth/token",service="reg",scope="repository:team-a/app:pull,push""#)
+        .unwrap();
+    assert_eq!(
+        got,
+        r#"Bearer realm="https://gw.example:5443/_dockgate/realm/local/auth/token",service="reg",scope="repository:team-a-key/app:pull,push""#
+    );
+    // an external token service keeps its realm; names are still mapped
+    let got = v.www_authenticate(r#"Bearer realm="https://auth.docker.io/token",service="x",scope="repository:team-a/a:pull repository:team-a/b:pull""#).unwrap();
+    assert!(got.contains(r#"realm="https://auth.docker.io/token""#), "{got}");
+    assert!(got.contains(r#"scope="repository:team-a-key/a:pull repository:team-a-key/b:pull""#), "{got}");
+    // Basic realms are labels, not URLs
+    assert_eq!(v.www_authenticate(r#"Basic realm="Registry Realm""#), None);
+    let (s, p) = parse_challenge(r#"Bearer realm="a,b",error="insufficient_scope", x=y"#).unwrap();
+    assert_eq!(s, "Bearer");
+    assert_eq!(p, vec![("realm".into(), "a,b".into()), ("error".into(), "insufficient_scope".into()), ("x".into(), "y".into())]);
+}

@@ -1,0 +1,1 @@
+"""Helpers for the dockgate integration tests (harness only, no tests here)."""
