@@ -15,5 +15,9 @@
 
 pub mod config;
 pub mod oci;
+pub mod proxy;
 pub mod rewrite;
 pub mod route;
+pub mod server;
+pub mod tls;
+pub mod upstream;

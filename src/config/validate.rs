@@ -45,7 +45,11 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let file = path.display().to_string();
     let dir = path.parent().unwrap_or(Path::new("."));
-    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
     let cx = Ctx { file: &file, dir };
     let raw: FileConfig = toml::from_str(text).map_err(|e| {
         let span = e.span().map(|s| line_of(text, s.start)).unwrap_or_default();
@@ -77,7 +81,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         repositories.insert(key.clone(), Arc::new(repository(&cx, key, r, &backends)?));
     }
     if repositories.is_empty() {
-        return Err(cx.err("repositories", "at least one [repositories.KEY] is required"));
+        return Err(cx.err(
+            "repositories",
+            "at least one [repositories.KEY] is required",
+        ));
     }
 
     if raw.listen.is_empty() {
@@ -87,7 +94,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     for (i, l) in raw.listen.iter().enumerate() {
         let l = listener(&cx, i, l, &repositories)?;
         if listeners.iter().any(|o| o.address == l.address) {
-            return Err(cx.err(format!("listen[{i}].address"), format!("{} is used twice", l.address)));
+            return Err(cx.err(
+                format!("listen[{i}].address"),
+                format!("{} is used twice", l.address),
+            ));
         }
         listeners.push(l);
     }
@@ -102,7 +112,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
                 None => Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
                 Some("") | Some("off") => None,
                 Some(a) => Some(a.parse().map_err(|_| {
-                    cx.err("metrics.address", format!("{a:?} is not IP:PORT (or \"off\")"))
+                    cx.err(
+                        "metrics.address",
+                        format!("{a:?} is not IP:PORT (or \"off\")"),
+                    )
                 })?),
             },
             health_check_interval: Duration::from_secs(
@@ -112,13 +125,19 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     };
 
     let log = match &raw.log {
-        None => Log { format: LogFormat::Json, access_log: None },
+        None => Log {
+            format: LogFormat::Json,
+            access_log: None,
+        },
         Some(l) => Log {
             format: match l.format.as_deref().unwrap_or("json") {
                 "json" => LogFormat::Json,
                 "logfmt" => LogFormat::Logfmt,
                 other => {
-                    return Err(cx.err("log.format", format!("{other:?}: expected \"json\" or \"logfmt\"")))
+                    return Err(cx.err(
+                        "log.format",
+                        format!("{other:?}: expected \"json\" or \"logfmt\""),
+                    ))
                 }
             },
             access_log: match l.access_log.as_deref() {
@@ -141,7 +160,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
 }
 
 fn line_of(text: &str, offset: usize) -> String {
-    let line = text.get(..offset).map(|t| t.lines().count().max(1)).unwrap_or(1);
+    let line = text
+        .get(..offset)
+        .map(|t| t.lines().count().max(1))
+        .unwrap_or(1);
     format!(", line {line}")
 }
 
@@ -149,13 +171,20 @@ fn tls(cx: &Ctx, raw: &FileConfig) -> Result<Tls, ConfigError> {
     let t = &raw.tls;
     let (cert, key) = match (&t.cert, &t.key) {
         (Some(c), Some(k)) => (cx.path(c), cx.path(k)),
-        (None, _) => return Err(cx.err("tls.cert", "missing: path of the server certificate (PEM)")),
+        (None, _) => {
+            return Err(cx.err("tls.cert", "missing: path of the server certificate (PEM)"))
+        }
         (_, None) => return Err(cx.err("tls.key", "missing: path of the private key (PEM)")),
     };
     let generate = if t.generate {
         let mut ips = Vec::new();
         for (i, ip) in t.ips.iter().enumerate() {
-            ips.push(ip.parse().map_err(|_| cx.err(format!("tls.ips[{i}]"), format!("{ip:?} is not an IP address")))?);
+            ips.push(ip.parse().map_err(|_| {
+                cx.err(
+                    format!("tls.ips[{i}]"),
+                    format!("{ip:?} is not an IP address"),
+                )
+            })?);
         }
         for (i, d) in t.dns.iter().enumerate() {
             if !is_dns_name(d, true) {
@@ -164,11 +193,24 @@ fn tls(cx: &Ctx, raw: &FileConfig) -> Result<Tls, ConfigError> {
         }
         let key_type = t.key_type.clone().unwrap_or_else(|| "ecdsa-p256".into());
         if !["ecdsa-p256", "rsa-2048", "rsa-3072"].contains(&key_type.as_str()) {
-            return Err(cx.err("tls.key_type", format!("{key_type:?}: expected ecdsa-p256, rsa-2048 or rsa-3072")));
+            return Err(cx.err(
+                "tls.key_type",
+                format!("{key_type:?}: expected ecdsa-p256, rsa-2048 or rsa-3072"),
+            ));
         }
-        Some(Generate { ips, dns: t.dns.clone(), detect: t.detect, key_type, days: t.days })
+        Some(Generate {
+            ips,
+            dns: t.dns.clone(),
+            detect: t.detect,
+            key_type,
+            days: t.days,
+        })
     } else {
-        for (k, set) in [("ips", !t.ips.is_empty()), ("dns", !t.dns.is_empty()), ("detect", t.detect)] {
+        for (k, set) in [
+            ("ips", !t.ips.is_empty()),
+            ("dns", !t.dns.is_empty()),
+            ("detect", t.detect),
+        ] {
             if set {
                 return Err(cx.err(format!("tls.{k}"), "only meaningful with generate = true"));
             }
@@ -178,17 +220,27 @@ fn tls(cx: &Ctx, raw: &FileConfig) -> Result<Tls, ConfigError> {
     let mut extra = Vec::new();
     for (i, c) in t.certificates.iter().enumerate() {
         if c.server_names.is_empty() {
-            return Err(cx.err(format!("tls.certificates[{i}].server_names"), "must list at least one name"));
+            return Err(cx.err(
+                format!("tls.certificates[{i}].server_names"),
+                "must list at least one name",
+            ));
         }
         for (j, n) in c.server_names.iter().enumerate() {
             if !is_dns_name(n, true) {
-                return Err(cx.err(format!("tls.certificates[{i}].server_names[{j}]"), format!("{n:?} is not a DNS name")));
+                return Err(cx.err(
+                    format!("tls.certificates[{i}].server_names[{j}]"),
+                    format!("{n:?} is not a DNS name"),
+                ));
             }
         }
         extra.push(NamedCert {
             cert: cx.path(&c.cert),
             key: cx.path(&c.key),
-            server_names: c.server_names.iter().map(|s| s.to_ascii_lowercase()).collect(),
+            server_names: c
+                .server_names
+                .iter()
+                .map(|s| s.to_ascii_lowercase())
+                .collect(),
         });
     }
     Ok(Tls {
@@ -226,15 +278,27 @@ fn backend(cx: &Ctx, name: &str, b: &BackendFile) -> Result<Backend, ConfigError
     let tls = match uri.scheme_str() {
         Some("http") => false,
         Some("https") => true,
-        _ => return Err(cx.err(key("url"), format!("{:?}: scheme must be http or https", b.url))),
+        _ => {
+            return Err(cx.err(
+                key("url"),
+                format!("{:?}: scheme must be http or https", b.url),
+            ))
+        }
     };
     let Some(auth) = uri.authority() else {
         return Err(cx.err(key("url"), format!("{:?} has no host", b.url)));
     };
     if !matches!(uri.path(), "" | "/") {
-        return Err(cx.err(key("url"), "must not carry a path; use v2_prefix for where the API lives"));
+        return Err(cx.err(
+            key("url"),
+            "must not carry a path; use v2_prefix for where the API lives",
+        ));
     }
-    let host = auth.host().trim_start_matches('[').trim_end_matches(']').to_string();
+    let host = auth
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     let port = auth.port_u16().unwrap_or(if tls { 443 } else { 80 });
     // Resolved here so that a bad name is a config error, not a runtime panic.
     let addr = (host.as_str(), port)
@@ -244,12 +308,27 @@ fn backend(cx: &Ctx, name: &str, b: &BackendFile) -> Result<Backend, ConfigError
         .ok_or_else(|| cx.err(key("url"), format!("{host:?} resolves to no address")))?;
     let v2_prefix = b.v2_prefix.clone().unwrap_or_else(|| "/v2".into());
     if !v2_prefix.starts_with('/') || v2_prefix.ends_with('/') || v2_prefix.contains("//") {
-        return Err(cx.err(key("v2_prefix"), format!("{v2_prefix:?}: must start with '/' and not end with '/'")));
+        return Err(cx.err(
+            key("v2_prefix"),
+            format!("{v2_prefix:?}: must start with '/' and not end with '/'"),
+        ));
     }
-    let kind = match b.kind.as_deref().unwrap_or(if v2_prefix.starts_with("/artifactory/") { "artifactory" } else { "distribution" }) {
+    let kind = match b
+        .kind
+        .as_deref()
+        .unwrap_or(if v2_prefix.starts_with("/artifactory/") {
+            "artifactory"
+        } else {
+            "distribution"
+        }) {
         "distribution" => BackendKind::Distribution,
         "artifactory" => BackendKind::Artifactory,
-        other => return Err(cx.err(key("kind"), format!("{other:?}: expected \"distribution\" or \"artifactory\""))),
+        other => {
+            return Err(cx.err(
+                key("kind"),
+                format!("{other:?}: expected \"distribution\" or \"artifactory\""),
+            ))
+        }
     };
     let ca = match &b.ca {
         Some(_) if !tls => return Err(cx.err(key("ca"), "only meaningful for an https url")),
@@ -294,19 +373,34 @@ fn repository(
     }
     let backend = backends.get(&r.backend).cloned().ok_or_else(|| {
         let known: Vec<&str> = backends.keys().map(|s| s.as_str()).collect();
-        cx.err(key("backend"), format!("unknown backend {:?} (known: {})", r.backend, known.join(", ")))
+        cx.err(
+            key("backend"),
+            format!(
+                "unknown backend {:?} (known: {})",
+                r.backend,
+                known.join(", ")
+            ),
+        )
     })?;
     let kind = match r.kind.as_deref().unwrap_or("local") {
         "local" => RepoType::Local,
         "remote" => RepoType::Remote,
-        other => return Err(cx.err(key("type"), format!("{other:?}: expected \"local\" or \"remote\""))),
+        other => {
+            return Err(cx.err(
+                key("type"),
+                format!("{other:?}: expected \"local\" or \"remote\""),
+            ))
+        }
     };
     let name_prefix = match r.name_prefix.as_deref().unwrap_or("") {
         "" => String::new(),
         p => {
             let p = p.trim_end_matches('/');
             if !is_valid_name(p) {
-                return Err(cx.err(key("name_prefix"), format!("{p:?} is not a valid repository name prefix")));
+                return Err(cx.err(
+                    key("name_prefix"),
+                    format!("{p:?} is not a valid repository name prefix"),
+                ));
             }
             format!("{p}/")
         }
@@ -341,7 +435,9 @@ fn listener(
             if !is_dns_name(d, false) {
                 return Err(cx.err(key("base_domain"), format!("{d:?} is not a DNS name")));
             }
-            ListenMethod::Subdomain { base_domain: d.to_ascii_lowercase() }
+            ListenMethod::Subdomain {
+                base_domain: d.to_ascii_lowercase(),
+            }
         }
         "port" => {
             let Some(r) = &l.repository else {
@@ -350,10 +446,15 @@ fn listener(
             if !repositories.contains_key(r) {
                 return Err(cx.err(key("repository"), format!("unknown repository {r:?}")));
             }
-            ListenMethod::Port { repository: r.clone() }
+            ListenMethod::Port {
+                repository: r.clone(),
+            }
         }
         other => {
-            return Err(cx.err(key("method"), format!("{other:?}: expected \"path\", \"subdomain\" or \"port\"")))
+            return Err(cx.err(
+                key("method"),
+                format!("{other:?}: expected \"path\", \"subdomain\" or \"port\""),
+            ))
         }
     };
     let stray = match &method {
@@ -362,7 +463,13 @@ fn listener(
         ListenMethod::Port { .. } => l.base_domain.is_some(),
     };
     if stray {
-        return Err(cx.err(key("method"), format!("base_domain/repository do not apply to method = {:?}", l.method)));
+        return Err(cx.err(
+            key("method"),
+            format!(
+                "base_domain/repository do not apply to method = {:?}",
+                l.method
+            ),
+        ));
     }
     Ok(Listener { address, method })
 }

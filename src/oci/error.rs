@@ -85,7 +85,13 @@ impl RegistryError {
 
 impl std::fmt::Display for RegistryError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {:?}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {:?}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 
@@ -98,7 +104,10 @@ mod tests {
         let e = RegistryError::name_unknown("repository \"x\" is not configured");
         let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
         assert_eq!(v["errors"][0]["code"], "NAME_UNKNOWN");
-        assert_eq!(v["errors"][0]["message"], "repository \"x\" is not configured");
+        assert_eq!(
+            v["errors"][0]["message"],
+            "repository \"x\" is not configured"
+        );
         let codes = [
             (ErrorCode::Toomanyrequests, "TOOMANYREQUESTS"),
             (ErrorCode::BlobUploadInvalid, "BLOB_UPLOAD_INVALID"),

@@ -1,5 +1,6 @@
 //! Registry vocabulary: API paths, names and references, the error envelope.
 
+pub mod catalog;
 pub mod error;
 pub mod names;
 pub mod path;

@@ -52,9 +52,12 @@ pub fn is_valid_digest(d: &str) -> bool {
     };
     let alg_ok = !alg.is_empty()
         && alg.split(['+', '.', '_', '-']).all(|p| {
-            !p.is_empty() && p.bytes().all(|x| x.is_ascii_lowercase() || x.is_ascii_digit())
+            !p.is_empty()
+                && p.bytes()
+                    .all(|x| x.is_ascii_lowercase() || x.is_ascii_digit())
         });
-    let hex = |n: usize| enc.len() == n && enc.bytes().all(|x| matches!(x, b'0'..=b'9' | b'a'..=b'f'));
+    let hex =
+        |n: usize| enc.len() == n && enc.bytes().all(|x| matches!(x, b'0'..=b'9' | b'a'..=b'f'));
     let enc_ok = match alg {
         "sha256" => hex(64),
         "sha512" => hex(128),

@@ -99,7 +99,9 @@ pub fn parse(path: &str) -> Result<Option<ApiPath<'_>>, RegistryError> {
     };
     let Some((k, endpoint)) = found else {
         if segs.iter().any(|s| s.is_empty()) && !rest.ends_with('/') {
-            return Err(RegistryError::name_invalid(format!("invalid path /v2/{rest}")));
+            return Err(RegistryError::name_invalid(format!(
+                "invalid path /v2/{rest}"
+            )));
         }
         return Ok(Some(ApiPath::Other { rest }));
     };
@@ -111,7 +113,10 @@ pub fn parse(path: &str) -> Result<Option<ApiPath<'_>>, RegistryError> {
     }
     match &endpoint {
         Endpoint::Blob(d) | Endpoint::Referrers(d) if !is_valid_digest(d) => {
-            return Err(invalid(ErrorCode::DigestInvalid, format!("invalid digest {d:?}")));
+            return Err(invalid(
+                ErrorCode::DigestInvalid,
+                format!("invalid digest {d:?}"),
+            ));
         }
         Endpoint::Manifest(r) if !is_valid_reference(r) => {
             let code = if r.contains(':') {
@@ -150,17 +155,82 @@ mod tests {
             ("/v2/", ApiPath::Ping),
             ("/v2", ApiPath::Ping),
             ("/v2/_catalog", ApiPath::Catalog),
-            ("/v2/key/img/manifests/latest", ApiPath::Repo { name: "key/img", endpoint: Endpoint::Manifest("latest".into()) }),
-            (&man, ApiPath::Repo { name: "key/img", endpoint: Endpoint::Manifest(d.clone()) }),
-            (&blob, ApiPath::Repo { name: "a/b/c", endpoint: Endpoint::Blob(d.clone()) }),
-            ("/v2/k/i/blobs/uploads/", ApiPath::Repo { name: "k/i", endpoint: Endpoint::UploadStart }),
-            ("/v2/k/i/blobs/uploads", ApiPath::Repo { name: "k/i", endpoint: Endpoint::UploadStart }),
-            ("/v2/k/i/blobs/uploads/abc-123", ApiPath::Repo { name: "k/i", endpoint: Endpoint::Upload("abc-123".into()) }),
-            ("/v2/k/x/y/tags/list", ApiPath::Repo { name: "k/x/y", endpoint: Endpoint::TagsList }),
-            (&refs, ApiPath::Repo { name: "key/img", endpoint: Endpoint::Referrers(d.clone()) }),
-            (&tricky, ApiPath::Repo { name: "key/blobs", endpoint: Endpoint::Blob(d.clone()) }),
-            ("/v2/k/manifests/manifests/v1", ApiPath::Repo { name: "k/manifests", endpoint: Endpoint::Manifest("v1".into()) }),
-            ("/v2/k/img/_ext/thing", ApiPath::Other { rest: "k/img/_ext/thing" }),
+            (
+                "/v2/key/img/manifests/latest",
+                ApiPath::Repo {
+                    name: "key/img",
+                    endpoint: Endpoint::Manifest("latest".into()),
+                },
+            ),
+            (
+                &man,
+                ApiPath::Repo {
+                    name: "key/img",
+                    endpoint: Endpoint::Manifest(d.clone()),
+                },
+            ),
+            (
+                &blob,
+                ApiPath::Repo {
+                    name: "a/b/c",
+                    endpoint: Endpoint::Blob(d.clone()),
+                },
+            ),
+            (
+                "/v2/k/i/blobs/uploads/",
+                ApiPath::Repo {
+                    name: "k/i",
+                    endpoint: Endpoint::UploadStart,
+                },
+            ),
+            (
+                "/v2/k/i/blobs/uploads",
+                ApiPath::Repo {
+                    name: "k/i",
+                    endpoint: Endpoint::UploadStart,
+                },
+            ),
+            (
+                "/v2/k/i/blobs/uploads/abc-123",
+                ApiPath::Repo {
+                    name: "k/i",
+                    endpoint: Endpoint::Upload("abc-123".into()),
+                },
+            ),
+            (
+                "/v2/k/x/y/tags/list",
+                ApiPath::Repo {
+                    name: "k/x/y",
+                    endpoint: Endpoint::TagsList,
+                },
+            ),
+            (
+                &refs,
+                ApiPath::Repo {
+                    name: "key/img",
+                    endpoint: Endpoint::Referrers(d.clone()),
+                },
+            ),
+            (
+                &tricky,
+                ApiPath::Repo {
+                    name: "key/blobs",
+                    endpoint: Endpoint::Blob(d.clone()),
+                },
+            ),
+            (
+                "/v2/k/manifests/manifests/v1",
+                ApiPath::Repo {
+                    name: "k/manifests",
+                    endpoint: Endpoint::Manifest("v1".into()),
+                },
+            ),
+            (
+                "/v2/k/img/_ext/thing",
+                ApiPath::Other {
+                    rest: "k/img/_ext/thing",
+                },
+            ),
         ];
         for (p, want) in cases {
             assert_eq!(parse(p).unwrap(), Some(want), "{p}");

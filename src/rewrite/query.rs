@@ -13,7 +13,13 @@ pub fn pairs(query: &str) -> Vec<(&str, &str)> {
 pub fn join(pairs: &[(&str, &str)]) -> String {
     pairs
         .iter()
-        .map(|(k, v)| if v.is_empty() { k.to_string() } else { format!("{k}={v}") })
+        .map(|(k, v)| {
+            if v.is_empty() {
+                k.to_string()
+            } else {
+                format!("{k}={v}")
+            }
+        })
         .collect::<Vec<_>>()
         .join("&")
 }
@@ -64,11 +70,17 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        assert_eq!(pairs("a=1&b&c=x%2Fy"), vec![("a", "1"), ("b", ""), ("c", "x%2Fy")]);
+        assert_eq!(
+            pairs("a=1&b&c=x%2Fy"),
+            vec![("a", "1"), ("b", ""), ("c", "x%2Fy")]
+        );
         assert_eq!(decode("x%2Fy+z").as_deref(), Some("x/y z"));
         assert_eq!(decode("bad%2"), None);
         assert_eq!(decode("bad%zz"), None);
-        assert_eq!(encode("repository:a/b:pull,push"), "repository%3Aa%2Fb%3Apull%2Cpush");
+        assert_eq!(
+            encode("repository:a/b:pull,push"),
+            "repository%3Aa%2Fb%3Apull%2Cpush"
+        );
         assert_eq!(join(&[("a", "1"), ("b", "")]), "a=1&b");
     }
 }

@@ -40,8 +40,20 @@ pub fn upstream_query(
         .filter(|(key, _)| key == repo_key)
         .map(|(_, backend_name)| encode(&backend_name));
     let kept: Vec<(&str, &str)> = match &mapped {
-        Some(from) => ps.iter().map(|&(k, v)| if k == "from" { (k, from.as_str()) } else { (k, v) }).collect(),
-        None => ps.into_iter().filter(|(k, _)| *k != "from" && *k != "mount").collect(),
+        Some(from) => ps
+            .iter()
+            .map(|&(k, v)| {
+                if k == "from" {
+                    (k, from.as_str())
+                } else {
+                    (k, v)
+                }
+            })
+            .collect(),
+        None => ps
+            .into_iter()
+            .filter(|(k, _)| *k != "from" && *k != "mount")
+            .collect(),
     };
     if kept.is_empty() {
         None
@@ -108,7 +120,10 @@ pub fn forwarded_headers(
         h.push(("X-Forwarded-For", xff));
     }
     if backend.kind == BackendKind::Artifactory {
-        h.push(("X-JFrog-Override-Base-Url", format!("https://{client_host}")));
+        h.push((
+            "X-JFrog-Override-Base-Url",
+            format!("https://{client_host}"),
+        ));
     }
     h
 }
@@ -132,20 +147,36 @@ mod tests {
         let up = Endpoint::UploadStart;
         let cases: Vec<(&str, Option<String>)> = vec![
             // same key, with name prefix: from becomes the backend name
-            ("mount=sha256:aa&from=team-a%2Fother", Some(format!("mount={d}&from=team-a%2Fother"))),
-            ("mount=sha256:aa&from=team-a/other", Some(format!("mount={d}&from=team-a%2Fother"))),
+            (
+                "mount=sha256:aa&from=team-a%2Fother",
+                Some(format!("mount={d}&from=team-a%2Fother")),
+            ),
+            (
+                "mount=sha256:aa&from=team-a/other",
+                Some(format!("mount={d}&from=team-a%2Fother")),
+            ),
             // another key: the mount is dropped entirely
             ("mount=sha256:aa&from=docker-local%2Fx", None),
             ("mount=sha256:aa&from=unknown%2Fx", None),
-            ("mount=sha256:aa&from=docker-local%2Fx&digest=sha256:bb", Some("digest=sha256:bb".into())),
+            (
+                "mount=sha256:aa&from=docker-local%2Fx&digest=sha256:bb",
+                Some("digest=sha256:bb".into()),
+            ),
             ("digest=sha256:bb", Some("digest=sha256:bb".into())),
         ];
         for (q, want) in cases {
-            assert_eq!(upstream_query(Some(q), Some(&up), "team-a", &names), want, "{q}");
+            assert_eq!(
+                upstream_query(Some(q), Some(&up), "team-a", &names),
+                want,
+                "{q}"
+            );
         }
         // only upload starts are touched
         let q = "n=2&last=x%2Fy";
-        assert_eq!(upstream_query(Some(q), Some(&Endpoint::TagsList), "team-a", &names).as_deref(), Some(q));
+        assert_eq!(
+            upstream_query(Some(q), Some(&Endpoint::TagsList), "team-a", &names).as_deref(),
+            Some(q)
+        );
         assert_eq!(upstream_query(None, Some(&up), "team-a", &names), None);
     }
 
@@ -159,7 +190,10 @@ mod tests {
         );
         let got = token_query("scope=repository%3Adocker-local%2Flib%2Fapp%3Apull", &names);
         assert_eq!(got, "scope=repository%3Alib%2Fapp%3Apull");
-        assert_eq!(map_scope("repository(plugin):a/b:pull", |n| Some(format!("x/{n}"))).as_deref(), Some("repository(plugin):x/a/b:pull"));
+        assert_eq!(
+            map_scope("repository(plugin):a/b:pull", |n| Some(format!("x/{n}"))).as_deref(),
+            Some("repository(plugin):x/a/b:pull")
+        );
         assert_eq!(map_scope("repository:bad", |n| Some(n.into())), None);
     }
 }

@@ -46,7 +46,9 @@ impl View {
     /// Splits an absolute URL into (authority, path-and-query) when it
     /// points at the backend; None for other hosts.
     fn backend_url<'a>(&self, url: &'a str) -> Option<&'a str> {
-        let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"))?;
+        let rest = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"))?;
         let (auth, path) = match rest.find(['/', '?']) {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -76,7 +78,9 @@ impl View {
         let mut rest = value;
         let mut changed = false;
         while let Some(open) = rest.find('<') {
-            let Some(close) = rest[open..].find('>') else { break };
+            let Some(close) = rest[open..].find('>') else {
+                break;
+            };
             let url = &rest[open + 1..open + close];
             out.push_str(&rest[..=open]);
             match self.location(url) {
@@ -106,7 +110,10 @@ impl View {
                     "scope" => {
                         let mapped: Vec<String> = v
                             .split(' ')
-                            .map(|s| map_scope(s, |n| self.client_name(n)).unwrap_or_else(|| s.to_string()))
+                            .map(|s| {
+                                map_scope(s, |n| self.client_name(n))
+                                    .unwrap_or_else(|| s.to_string())
+                            })
                             .collect();
                         Some(mapped.join(" ")).filter(|m| *m != v)
                     }
@@ -124,18 +131,30 @@ impl View {
         if !changed {
             return None;
         }
-        let body: Vec<String> = params.iter().map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))).collect();
+        let body: Vec<String> = params
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
+            .collect();
         Some(format!("{scheme} {}", body.join(",")))
     }
 
     fn realm(&self, realm: &str) -> Option<String> {
-        let path = if realm.starts_with('/') { realm } else { self.backend_url(realm)? };
-        Some(format!("{}{REALM_PREFIX}{}{path}", self.client_origin, self.backend_name))
+        let path = if realm.starts_with('/') {
+            realm
+        } else {
+            self.backend_url(realm)?
+        };
+        Some(format!(
+            "{}{REALM_PREFIX}{}{path}",
+            self.client_origin, self.backend_name
+        ))
     }
 }
 
 fn strip_default_port(a: &str) -> &str {
-    a.strip_suffix(":443").or_else(|| a.strip_suffix(":80")).unwrap_or(a)
+    a.strip_suffix(":443")
+        .or_else(|| a.strip_suffix(":80"))
+        .unwrap_or(a)
 }
 
 /// `Scheme k="v", k2=v2` → (scheme, params). Quoted values may hold commas.

@@ -59,7 +59,11 @@ pub fn route(
                 .get(repository)
                 .cloned()
                 .map(Some)
-                .ok_or_else(|| RegistryError::name_unknown(format!("repository {repository:?} is not configured"))),
+                .ok_or_else(|| {
+                    RegistryError::name_unknown(format!(
+                        "repository {repository:?} is not configured"
+                    ))
+                }),
             ListenMethod::Subdomain { base_domain } => {
                 let h = host.map(host_name).unwrap_or_default();
                 let key = h
@@ -71,18 +75,19 @@ pub fn route(
                         "host {h:?} names no repository: use <repository-key>.{base_domain}"
                     )));
                 };
-                cfg.repositories
-                    .get(key)
-                    .cloned()
-                    .map(Some)
-                    .ok_or_else(|| RegistryError::name_unknown(format!("repository {key:?} is not configured")))
+                cfg.repositories.get(key).cloned().map(Some).ok_or_else(|| {
+                    RegistryError::name_unknown(format!("repository {key:?} is not configured"))
+                })
             }
         }
     };
     match api {
         ApiPath::Ping => Ok(Some(Routed::Ping)),
         ApiPath::Catalog => Ok(Some(match fixed_repo(cfg)? {
-            Some(repo) => Routed::Catalog { repos: vec![repo], with_key: false },
+            Some(repo) => Routed::Catalog {
+                repos: vec![repo],
+                with_key: false,
+            },
             None => Routed::Catalog {
                 repos: cfg.repositories.values().cloned().collect(),
                 with_key: true,
@@ -142,15 +147,19 @@ pub fn route(
 }
 
 fn lookup(cfg: &Config, key: &str) -> Result<Arc<Repository>, RegistryError> {
-    cfg.repositories
-        .get(key)
-        .cloned()
-        .ok_or_else(|| RegistryError::name_unknown(format!("repository key {key:?} is not configured on this gateway")))
+    cfg.repositories.get(key).cloned().ok_or_else(|| {
+        RegistryError::name_unknown(format!(
+            "repository key {key:?} is not configured on this gateway"
+        ))
+    })
 }
 
 /// `<key>/<image...>` → the repository and the image. A bare key has an
 /// empty image, which callers refuse.
-pub fn split_key<'a>(cfg: &Config, name: &'a str) -> Result<(Arc<Repository>, &'a str), RegistryError> {
+pub fn split_key<'a>(
+    cfg: &Config,
+    name: &'a str,
+) -> Result<(Arc<Repository>, &'a str), RegistryError> {
     let (key, image) = name.split_once('/').unwrap_or((name, ""));
     Ok((lookup(cfg, key)?, image))
 }

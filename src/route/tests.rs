@@ -27,24 +27,70 @@ backend = "art"
 }
 
 fn sub() -> ListenMethod {
-    ListenMethod::Subdomain { base_domain: "registry.example.com".into() }
+    ListenMethod::Subdomain {
+        base_domain: "registry.example.com".into(),
+    }
 }
 
 fn port() -> ListenMethod {
-    ListenMethod::Port { repository: "team-a".into() }
+    ListenMethod::Port {
+        repository: "team-a".into(),
+    }
 }
 
 #[test]
 fn routes_to_backend_paths() {
     let c = cfg();
     let cases: Vec<(ListenMethod, Option<&str>, &str, &str, &str)> = vec![
-        (ListenMethod::Path, None, "/v2/docker-local/app/manifests/1", "docker-local", "/v2/app/manifests/1"),
-        (ListenMethod::Path, None, "/v2/team-a/x/y/blobs/uploads/", "team-a", "/v2/team-a/x/y/blobs/uploads/"),
-        (ListenMethod::Path, None, "/v2/docker-art/app/tags/list", "docker-art", "/artifactory/api/docker/docker-art/v2/app/tags/list"),
-        (sub(), Some("team-a.registry.example.com:5443"), "/v2/app/manifests/1", "team-a", "/v2/team-a/app/manifests/1"),
-        (sub(), Some("DOCKER-LOCAL.registry.example.com"), "/v2/lib/app/tags/list", "docker-local", "/v2/lib/app/tags/list"),
-        (port(), None, "/v2/app/blobs/uploads/u-1", "team-a", "/v2/team-a/app/blobs/uploads/u-1"),
-        (ListenMethod::Path, None, "/v2/team-a/app/_ext/x", "team-a", "/v2/team-a/app/_ext/x"),
+        (
+            ListenMethod::Path,
+            None,
+            "/v2/docker-local/app/manifests/1",
+            "docker-local",
+            "/v2/app/manifests/1",
+        ),
+        (
+            ListenMethod::Path,
+            None,
+            "/v2/team-a/x/y/blobs/uploads/",
+            "team-a",
+            "/v2/team-a/x/y/blobs/uploads/",
+        ),
+        (
+            ListenMethod::Path,
+            None,
+            "/v2/docker-art/app/tags/list",
+            "docker-art",
+            "/artifactory/api/docker/docker-art/v2/app/tags/list",
+        ),
+        (
+            sub(),
+            Some("team-a.registry.example.com:5443"),
+            "/v2/app/manifests/1",
+            "team-a",
+            "/v2/team-a/app/manifests/1",
+        ),
+        (
+            sub(),
+            Some("DOCKER-LOCAL.registry.example.com"),
+            "/v2/lib/app/tags/list",
+            "docker-local",
+            "/v2/lib/app/tags/list",
+        ),
+        (
+            port(),
+            None,
+            "/v2/app/blobs/uploads/u-1",
+            "team-a",
+            "/v2/team-a/app/blobs/uploads/u-1",
+        ),
+        (
+            ListenMethod::Path,
+            None,
+            "/v2/team-a/app/_ext/x",
+            "team-a",
+            "/v2/team-a/app/_ext/x",
+        ),
     ];
     for (m, host, path, key, backend) in cases {
         match route(&c, &m, host, path).unwrap().unwrap() {
@@ -60,9 +106,17 @@ fn routes_to_backend_paths() {
 #[test]
 fn local_and_error_routes() {
     let c = cfg();
-    assert!(matches!(route(&c, &ListenMethod::Path, None, "/v2/").unwrap(), Some(Routed::Ping)));
-    assert!(route(&c, &ListenMethod::Path, None, "/metrics").unwrap().is_none());
-    match route(&c, &ListenMethod::Path, None, "/v2/_catalog").unwrap().unwrap() {
+    assert!(matches!(
+        route(&c, &ListenMethod::Path, None, "/v2/").unwrap(),
+        Some(Routed::Ping)
+    ));
+    assert!(route(&c, &ListenMethod::Path, None, "/metrics")
+        .unwrap()
+        .is_none());
+    match route(&c, &ListenMethod::Path, None, "/v2/_catalog")
+        .unwrap()
+        .unwrap()
+    {
         Routed::Catalog { repos, with_key } => {
             assert!(with_key);
             assert_eq!(repos.len(), 3);
@@ -77,12 +131,42 @@ fn local_and_error_routes() {
         other => panic!("{other:?}"),
     }
     let errs: Vec<(ListenMethod, Option<&str>, &str, ErrorCode)> = vec![
-        (ListenMethod::Path, None, "/v2/nope/app/manifests/1", ErrorCode::NameUnknown),
-        (ListenMethod::Path, None, "/v2/docker-local/manifests/1", ErrorCode::NameInvalid),
-        (sub(), Some("registry.example.com"), "/v2/app/manifests/1", ErrorCode::NameUnknown),
-        (sub(), Some("other.example.org"), "/v2/app/manifests/1", ErrorCode::NameUnknown),
-        (sub(), Some("nope.registry.example.com"), "/v2/app/manifests/1", ErrorCode::NameUnknown),
-        (ListenMethod::Path, None, "/v2/nope/_ext", ErrorCode::NameUnknown),
+        (
+            ListenMethod::Path,
+            None,
+            "/v2/nope/app/manifests/1",
+            ErrorCode::NameUnknown,
+        ),
+        (
+            ListenMethod::Path,
+            None,
+            "/v2/docker-local/manifests/1",
+            ErrorCode::NameInvalid,
+        ),
+        (
+            sub(),
+            Some("registry.example.com"),
+            "/v2/app/manifests/1",
+            ErrorCode::NameUnknown,
+        ),
+        (
+            sub(),
+            Some("other.example.org"),
+            "/v2/app/manifests/1",
+            ErrorCode::NameUnknown,
+        ),
+        (
+            sub(),
+            Some("nope.registry.example.com"),
+            "/v2/app/manifests/1",
+            ErrorCode::NameUnknown,
+        ),
+        (
+            ListenMethod::Path,
+            None,
+            "/v2/nope/_ext",
+            ErrorCode::NameUnknown,
+        ),
     ];
     for (m, host, path, code) in errs {
         assert_eq!(route(&c, &m, host, path).unwrap_err().code, code, "{path}");

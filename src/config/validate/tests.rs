@@ -33,21 +33,77 @@ fn minimal_config_gets_defaults() {
 #[test]
 fn errors_name_file_and_key() {
     let cases: &[(&str, &str, &str)] = &[
-        ("[repositories.docker-local]", "[repositories.docker-local]\nupstream = \"x\"", "unknown field"),
-        ("backend = \"local\"", "backend = \"hub\"", "repositories.docker-local.backend: unknown backend \"hub\""),
-        ("method = \"path\"", "method = \"paths\"", "listen[0].method"),
-        ("method = \"path\"", "method = \"port\"", "listen[0].repository: required"),
-        ("method = \"path\"", "method = \"port\"\nrepository = \"nope\"", "listen[0].repository: unknown repository"),
-        ("method = \"path\"", "method = \"subdomain\"", "listen[0].base_domain"),
-        ("url = \"http://127.0.0.1:5000\"", "url = \"ftp://x\"", "backends.local.url"),
-        ("url = \"http://127.0.0.1:5000\"", "url = \"http://127.0.0.1:5000\"\nv2_prefix = \"v2/\"", "backends.local.v2_prefix"),
-        ("address = \"127.0.0.1:5443\"", "address = \"nowhere\"", "listen[0].address"),
-        ("[repositories.docker-local]", "[repositories.Docker]", "repositories.Docker"),
-        ("backend = \"local\"", "backend = \"local\"\ntype = \"virtual\"", "repositories.docker-local.type"),
-        ("backend = \"local\"", "backend = \"local\"\nname_prefix = \"Team/\"", "name_prefix"),
+        (
+            "[repositories.docker-local]",
+            "[repositories.docker-local]\nupstream = \"x\"",
+            "unknown field",
+        ),
+        (
+            "backend = \"local\"",
+            "backend = \"hub\"",
+            "repositories.docker-local.backend: unknown backend \"hub\"",
+        ),
+        (
+            "method = \"path\"",
+            "method = \"paths\"",
+            "listen[0].method",
+        ),
+        (
+            "method = \"path\"",
+            "method = \"port\"",
+            "listen[0].repository: required",
+        ),
+        (
+            "method = \"path\"",
+            "method = \"port\"\nrepository = \"nope\"",
+            "listen[0].repository: unknown repository",
+        ),
+        (
+            "method = \"path\"",
+            "method = \"subdomain\"",
+            "listen[0].base_domain",
+        ),
+        (
+            "url = \"http://127.0.0.1:5000\"",
+            "url = \"ftp://x\"",
+            "backends.local.url",
+        ),
+        (
+            "url = \"http://127.0.0.1:5000\"",
+            "url = \"http://127.0.0.1:5000\"\nv2_prefix = \"v2/\"",
+            "backends.local.v2_prefix",
+        ),
+        (
+            "address = \"127.0.0.1:5443\"",
+            "address = \"nowhere\"",
+            "listen[0].address",
+        ),
+        (
+            "[repositories.docker-local]",
+            "[repositories.Docker]",
+            "repositories.Docker",
+        ),
+        (
+            "backend = \"local\"",
+            "backend = \"local\"\ntype = \"virtual\"",
+            "repositories.docker-local.type",
+        ),
+        (
+            "backend = \"local\"",
+            "backend = \"local\"\nname_prefix = \"Team/\"",
+            "name_prefix",
+        ),
         ("key = \"k.pem\"", "", "tls.key: missing"),
-        ("key = \"k.pem\"", "key = \"k.pem\"\nips = [\"1.2.3.4\"]", "tls.ips"),
-        ("key = \"k.pem\"", "key = \"k.pem\"\ngenerate = true\nips = [\"1.2.3\"]", "tls.ips[0]"),
+        (
+            "key = \"k.pem\"",
+            "key = \"k.pem\"\nips = [\"1.2.3.4\"]",
+            "tls.ips",
+        ),
+        (
+            "key = \"k.pem\"",
+            "key = \"k.pem\"\ngenerate = true\nips = [\"1.2.3\"]",
+            "tls.ips[0]",
+        ),
     ];
     for (from, to, want) in cases {
         let text = BASE.replacen(from, to, 1);
@@ -86,7 +142,10 @@ fn artifactory_prefix_implies_kind() {
     let c = parse_str(&text).unwrap();
     let b = &c.backends["local"];
     assert_eq!(b.kind, BackendKind::Artifactory);
-    assert_eq!(b.v2_prefix_for("docker-local"), "/artifactory/api/docker/docker-local/v2");
+    assert_eq!(
+        b.v2_prefix_for("docker-local"),
+        "/artifactory/api/docker/docker-local/v2"
+    );
 }
 
 #[test]

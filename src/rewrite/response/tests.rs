@@ -15,13 +15,25 @@ fn view() -> View {
 fn locations() {
     let v = view();
     let cases: &[(&str, Option<&str>)] = &[
-        ("/v2/team-a/app/blobs/uploads/u1?_state=x", Some("/v2/team-a-key/app/blobs/uploads/u1?_state=x")),
-        ("http://127.0.0.1:5000/v2/team-a/app/blobs/uploads/u1", Some("https://gw.example:5443/v2/team-a-key/app/blobs/uploads/u1")),
-        ("https://gw.example:5443/v2/team-a/lib/app/blobs/sha256:aa", Some("https://gw.example:5443/v2/team-a-key/lib/app/blobs/sha256:aa")),
+        (
+            "/v2/team-a/app/blobs/uploads/u1?_state=x",
+            Some("/v2/team-a-key/app/blobs/uploads/u1?_state=x"),
+        ),
+        (
+            "http://127.0.0.1:5000/v2/team-a/app/blobs/uploads/u1",
+            Some("https://gw.example:5443/v2/team-a-key/app/blobs/uploads/u1"),
+        ),
+        (
+            "https://gw.example:5443/v2/team-a/lib/app/blobs/sha256:aa",
+            Some("https://gw.example:5443/v2/team-a-key/lib/app/blobs/sha256:aa"),
+        ),
         ("https://s3.amazonaws.com/bucket/blob?sig=1", None),
         ("/v2/other/app/blobs/x", None),
         ("/v2/_catalog?last=a&n=2", Some("/v2/_catalog?last=a&n=2")),
-        ("http://127.0.0.1:5000/elsewhere", Some("https://gw.example:5443/elsewhere")),
+        (
+            "http://127.0.0.1:5000/elsewhere",
+            Some("https://gw.example:5443/elsewhere"),
+        ),
     ];
     for (from, want) in cases {
         assert_eq!(v.location(from).as_deref(), *want, "{from}");
@@ -37,7 +49,8 @@ fn artifactory_prefix() {
         ..view()
     };
     assert_eq!(
-        v.location("/artifactory/api/docker/docker-local/v2/app/blobs/uploads/1").as_deref(),
+        v.location("/artifactory/api/docker/docker-local/v2/app/blobs/uploads/1")
+            .as_deref(),
         Some("/v2/docker-local/app/blobs/uploads/1")
     );
 }
@@ -46,7 +59,8 @@ fn artifactory_prefix() {
 fn links() {
     let v = view();
     assert_eq!(
-        v.link("</v2/team-a/app/tags/list?last=b&n=2>; rel=\"next\"").as_deref(),
+        v.link("</v2/team-a/app/tags/list?last=b&n=2>; rel=\"next\"")
+            .as_deref(),
         Some("</v2/team-a-key/app/tags/list?last=b&n=2>; rel=\"next\"")
     );
     assert_eq!(
@@ -68,11 +82,24 @@ fn challenges() {
     );
     // an external token service keeps its realm; names are still mapped
     let got = v.www_authenticate(r#"Bearer realm="https://auth.docker.io/token",service="x",scope="repository:team-a/a:pull repository:team-a/b:pull""#).unwrap();
-    assert!(got.contains(r#"realm="https://auth.docker.io/token""#), "{got}");
-    assert!(got.contains(r#"scope="repository:team-a-key/a:pull repository:team-a-key/b:pull""#), "{got}");
+    assert!(
+        got.contains(r#"realm="https://auth.docker.io/token""#),
+        "{got}"
+    );
+    assert!(
+        got.contains(r#"scope="repository:team-a-key/a:pull repository:team-a-key/b:pull""#),
+        "{got}"
+    );
     // Basic realms are labels, not URLs
     assert_eq!(v.www_authenticate(r#"Basic realm="Registry Realm""#), None);
     let (s, p) = parse_challenge(r#"Bearer realm="a,b",error="insufficient_scope", x=y"#).unwrap();
     assert_eq!(s, "Bearer");
-    assert_eq!(p, vec![("realm".into(), "a,b".into()), ("error".into(), "insufficient_scope".into()), ("x".into(), "y".into())]);
+    assert_eq!(
+        p,
+        vec![
+            ("realm".into(), "a,b".into()),
+            ("error".into(), "insufficient_scope".into()),
+            ("x".into(), "y".into())
+        ]
+    );
 }

@@ -1,0 +1,144 @@
+//! `/v2/_catalog` across repositories: each backend's catalog is read in
+//! full (following its Link pages), filtered to the repository's name
+//! prefix, named as the client sees it, merged and paged here.
+
+use super::state::{Runtime, Shared};
+use crate::config::Repository;
+use crate::oci::{catalog, ErrorCode, RegistryError};
+use http::StatusCode;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Hard stop on how much of a backend catalog dockgate will walk.
+const MAX_PAGES: usize = 1000;
+const PAGE_BYTES: usize = 8 << 20;
+
+pub struct Answer {
+    pub body: Vec<u8>,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+pub async fn serve(
+    shared: &Shared,
+    rt: &Runtime,
+    repos: &[Arc<Repository>],
+    with_key: bool,
+    query: Option<&str>,
+) -> Result<Answer, RegistryError> {
+    let (n, last) = catalog::params(query);
+    let mut names = Vec::new();
+    let mut failures = Vec::new();
+    let mut fetched: HashMap<(String, String), Result<Vec<String>, String>> = HashMap::new();
+    for repo in repos {
+        let prefix = repo.backend.v2_prefix_for(&repo.key);
+        let key = (repo.backend.name.clone(), prefix.clone());
+        if !fetched.contains_key(&key) {
+            let got = backend_names(shared, rt, repo, &prefix).await;
+            fetched.insert(key.clone(), got);
+        }
+        match fetched.get(&key) {
+            Some(Ok(all)) => names.extend(all.iter().filter_map(|n| repo.image_of(n)).map(|img| {
+                if with_key {
+                    format!("{}/{img}", repo.key)
+                } else {
+                    img.to_string()
+                }
+            })),
+            Some(Err(e)) => failures.push(format!("repository {}: {e}", repo.key)),
+            None => {}
+        }
+    }
+    if !failures.is_empty() && failures.len() == repos.len() {
+        return Err(RegistryError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            format!("catalog unavailable: {}", failures.join("; ")),
+        ));
+    }
+    let (page, link) = catalog::page(names, n, last.as_deref());
+    let mut headers = Vec::new();
+    if let Some(l) = link {
+        headers.push(("Link", l));
+    }
+    // A partial catalog is reported, not hidden.
+    for f in &failures {
+        tracing::warn!(failure = %f, "catalog incomplete");
+        headers.push((
+            "Warning",
+            format!("199 dockgate \"{}\"", f.replace('"', "'")),
+        ));
+    }
+    let body = serde_json::to_vec(&serde_json::json!({ "repositories": page })).unwrap_or_default();
+    Ok(Answer { body, headers })
+}
+
+async fn backend_names(
+    shared: &Shared,
+    rt: &Runtime,
+    repo: &Repository,
+    prefix: &str,
+) -> Result<Vec<String>, String> {
+    let b = &repo.backend;
+    let peer = rt.peers.peer(b);
+    let mut out = Vec::new();
+    let mut next = Some(format!("{prefix}/_catalog?n=1000"));
+    let mut pages = 0;
+    while let Some(path) = next.take() {
+        pages += 1;
+        if pages > MAX_PAGES {
+            return Err("backend catalog too long".into());
+        }
+        let (head, body) = crate::upstream::get(&shared.connector, &peer, b, &path, PAGE_BYTES)
+            .await
+            .map_err(|e| format!("backend {} ({}): {e}", b.name, b.authority))?;
+        if head.status != StatusCode::OK {
+            return Err(format!(
+                "backend {} answered {} to {path}",
+                b.name,
+                head.status.as_u16()
+            ));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| format!("backend {}: bad catalog JSON: {e}", b.name))?;
+        if let Some(list) = v.get("repositories").and_then(|r| r.as_array()) {
+            out.extend(list.iter().filter_map(|x| x.as_str().map(str::to_string)));
+        }
+        next = head
+            .headers
+            .get("link")
+            .and_then(|l| l.to_str().ok())
+            .and_then(|l| next_link(l, prefix));
+    }
+    Ok(out)
+}
+
+/// The path of a `rel="next"` link, made relative to the backend.
+fn next_link(link: &str, prefix: &str) -> Option<String> {
+    let start = link.find('<')? + 1;
+    let end = link[start..].find('>')? + start;
+    let url = &link[start..end];
+    let path = match url.find("://") {
+        Some(i) => &url[i + 3..][url[i + 3..].find('/')?..],
+        None => url,
+    };
+    path.starts_with(prefix).then(|| path.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn next_links() {
+        assert_eq!(
+            super::next_link("</v2/_catalog?last=a&n=2>; rel=\"next\"", "/v2").as_deref(),
+            Some("/v2/_catalog?last=a&n=2")
+        );
+        assert_eq!(
+            super::next_link("<http://h:5000/v2/_catalog?n=1>; rel=\"next\"", "/v2").as_deref(),
+            Some("/v2/_catalog?n=1")
+        );
+        assert_eq!(
+            super::next_link("<http://h:5000/other>; rel=\"next\"", "/v2"),
+            None
+        );
+    }
+}

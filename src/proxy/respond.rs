@@ -1,0 +1,55 @@
+//! Writing responses dockgate answers itself (ping, catalog, errors).
+
+use crate::oci::{RegistryError, API_VERSION, API_VERSION_HEADER};
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use pingora::Result;
+
+pub async fn send(
+    s: &mut Session,
+    status: u16,
+    headers: &[(&str, String)],
+    body: Bytes,
+) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(4 + headers.len()))?;
+    resp.insert_header(API_VERSION_HEADER, API_VERSION)?;
+    resp.insert_header("Content-Length", body.len().to_string())?;
+    for (k, v) in headers {
+        resp.append_header(k.to_string(), v.as_str())?;
+    }
+    // A request body we did not read must not be mistaken for the next
+    // request on this connection.
+    if !s.is_body_done() {
+        s.set_keepalive(None);
+    }
+    let head_only = s.req_header().method == http::Method::HEAD || body.is_empty();
+    s.write_response_header(Box::new(resp), head_only).await?;
+    if !head_only {
+        s.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}
+
+pub async fn json(
+    s: &mut Session,
+    status: u16,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> Result<()> {
+    let mut h = vec![("Content-Type", "application/json".to_string())];
+    h.extend(headers.iter().cloned());
+    send(s, status, &h, Bytes::from(body)).await
+}
+
+pub async fn error(s: &mut Session, e: &RegistryError) -> Result<()> {
+    error_with(s, e, &[]).await
+}
+
+pub async fn error_with(
+    s: &mut Session,
+    e: &RegistryError,
+    headers: &[(&str, String)],
+) -> Result<()> {
+    json(s, e.status.as_u16(), headers, e.body()).await
+}

@@ -1,0 +1,66 @@
+//! What a request sees: one immutable snapshot of config and peers, swapped
+//! whole on reload so a request never mixes two configs.
+
+use crate::config::{Config, ListenMethod};
+use crate::upstream::Peers;
+use arc_swap::ArcSwap;
+use pingora::connectors::http::Connector;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+pub struct Runtime {
+    pub cfg: Arc<Config>,
+    pub peers: Peers,
+}
+
+pub struct Shared {
+    pub current: ArcSwap<Runtime>,
+    /// For dockgate's own backend calls (catalog, health checks).
+    pub connector: Connector,
+    /// Requests in flight, for draining on SIGTERM.
+    pub inflight: Arc<AtomicUsize>,
+}
+
+/// Counts a request as in flight for as long as it lives.
+pub struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    pub fn new(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self(counter.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Shared {
+    pub fn new(rt: Runtime) -> Arc<Self> {
+        Arc::new(Self {
+            current: ArcSwap::from_pointee(rt),
+            connector: Connector::new(None),
+            inflight: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    pub fn snapshot(&self) -> Arc<Runtime> {
+        self.current.load_full()
+    }
+}
+
+impl Runtime {
+    /// A listener's method in this config. Listeners are bound at start, so
+    /// a reload can change how one routes but not where it listens.
+    pub fn method_of(&self, addr: SocketAddr, fallback: &ListenMethod) -> ListenMethod {
+        self.cfg
+            .listeners
+            .iter()
+            .find(|l| l.address == addr)
+            .map(|l| l.method.clone())
+            .unwrap_or_else(|| fallback.clone())
+    }
+}

@@ -1,0 +1,211 @@
+//! Building and running the pingora server from a validated config:
+//! listeners, TLS, signals (SIGHUP reload, SIGTERM drain).
+
+use crate::config::{self, Config};
+use crate::proxy::{Gateway, Runtime, Shared};
+use crate::tls::{CertSpec, CertStore};
+use crate::upstream::Peers;
+use async_trait::async_trait;
+use pingora::listeners::tls::TlsSettings;
+use pingora::proxy::http_proxy_service_with_name;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::signal::unix::{signal, SignalKind};
+
+/// Everything a config needs before it may serve: loaded certs and peers.
+pub struct Prepared {
+    pub cfg: Arc<Config>,
+    pub peers: Peers,
+    pub certs: Vec<CertSpec>,
+}
+
+/// Validates config, certificates and backend CAs; the same path runs for
+/// `check`, `serve` and reload, so what `check` accepts will serve.
+pub fn prepare(path: &Path) -> Result<Prepared, String> {
+    let cfg = config::load(path).map_err(|e| e.to_string())?;
+    let file = path.display();
+    let mut certs = vec![CertSpec {
+        name: "default".into(),
+        cert: cfg.tls.cert.clone(),
+        key: cfg.tls.key.clone(),
+        server_names: vec![],
+    }];
+    for (i, c) in cfg.tls.extra.iter().enumerate() {
+        certs.push(CertSpec {
+            name: c
+                .server_names
+                .first()
+                .cloned()
+                .unwrap_or_else(|| format!("certificate-{i}")),
+            cert: c.cert.clone(),
+            key: c.key.clone(),
+            server_names: c.server_names.clone(),
+        });
+    }
+    CertStore::load(&certs).map_err(|e| format!("{file}: tls: {e}"))?;
+    let peers = Peers::load(&cfg).map_err(|e| format!("{file}: {e}"))?;
+    Ok(Prepared {
+        cfg: Arc::new(cfg),
+        peers,
+        certs,
+    })
+}
+
+pub fn serve(path: &Path) -> Result<(), String> {
+    let p = prepare(path)?;
+    let cfg = p.cfg.clone();
+    let store = CertStore::load(&p.certs).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&cfg.server.runtime_dir).map_err(|e| {
+        format!(
+            "{}: server.runtime_dir: {}: {e}",
+            path.display(),
+            cfg.server.runtime_dir.display()
+        )
+    })?;
+
+    let conf = ServerConf {
+        threads: cfg.server.threads,
+        grace_period_seconds: Some(cfg.server.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(cfg.server.graceful_shutdown_timeout.as_secs()),
+        pid_file: cfg
+            .server
+            .runtime_dir
+            .join("dockgate.pid")
+            .display()
+            .to_string(),
+        upgrade_sock: cfg
+            .server
+            .runtime_dir
+            .join("upgrade.sock")
+            .display()
+            .to_string(),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let shared = Shared::new(Runtime {
+        cfg: cfg.clone(),
+        peers: p.peers,
+    });
+    for l in &cfg.listeners {
+        let gw = Gateway {
+            addr: l.address,
+            method: l.method.clone(),
+            shared: shared.clone(),
+        };
+        let mut svc = http_proxy_service_with_name(
+            &server.configuration,
+            gw,
+            &format!("dockgate {}", l.address),
+        );
+        let mut tls = TlsSettings::intermediate("", "").map_err(|e| e.to_string())?;
+        tls.set_cert_resolver(store.clone());
+        tls.enable_h2();
+        svc.add_tls_with_settings(&l.address.to_string(), None, tls);
+        server.add_service(svc);
+    }
+    tracing::info!(
+        listeners = ?cfg.listeners.iter().map(|l| l.address.to_string()).collect::<Vec<_>>(),
+        backends = ?crate::upstream::describe(&cfg.backends),
+        "dockgate serving"
+    );
+    let signals = Signals {
+        shared,
+        path: path.to_path_buf(),
+        grace: cfg.server.grace_period,
+    };
+    server.run(RunArgs {
+        shutdown_signal: Box::new(signals),
+    });
+    Ok(())
+}
+
+/// Signal handling: SIGHUP reloads in place, SIGTERM drains, SIGINT quits,
+/// SIGQUIT hands listeners to a new process (pingora's upgrade).
+struct Signals {
+    shared: Arc<Shared>,
+    path: PathBuf,
+    grace: Duration,
+}
+
+impl Signals {
+    fn reload(&self) {
+        match prepare(&self.path) {
+            Ok(p) => {
+                self.shared.current.store(Arc::new(Runtime {
+                    cfg: p.cfg,
+                    peers: p.peers,
+                }));
+                tracing::info!(config = %self.path.display(), "reloaded");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reload refused; the previous config keeps serving")
+            }
+        }
+    }
+
+    /// pingora sleeps the whole grace period even when idle; exit as soon
+    /// as the last in-flight request is done instead.
+    fn exit_when_drained(&self) {
+        let shared = self.shared.clone();
+        let deadline = Instant::now() + self.grace;
+        let spawned = std::thread::Builder::new()
+            .name("drain".into())
+            .spawn(move || {
+                // Let the listeners close first.
+                std::thread::sleep(Duration::from_millis(200));
+                while Instant::now() < deadline {
+                    if shared.inflight.load(Ordering::SeqCst) == 0 {
+                        tracing::info!("drained; exiting");
+                        std::process::exit(0);
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot watch the drain; waiting out the grace period");
+        }
+    }
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for Signals {
+    async fn recv(&self) -> ShutdownSignal {
+        let kinds = [
+            SignalKind::hangup(),
+            SignalKind::quit(),
+            SignalKind::terminate(),
+            SignalKind::interrupt(),
+        ];
+        let mut streams = Vec::new();
+        for k in kinds {
+            match signal(k) {
+                Ok(s) => streams.push(s),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot install signal handlers");
+                    return ShutdownSignal::FastShutdown;
+                }
+            }
+        }
+        let [hup, quit, term, int] = &mut streams[..] else {
+            return ShutdownSignal::FastShutdown;
+        };
+        loop {
+            tokio::select! {
+                _ = hup.recv() => self.reload(),
+                _ = quit.recv() => return ShutdownSignal::GracefulUpgrade,
+                _ = term.recv() => {
+                    tracing::info!(grace_seconds = self.grace.as_secs(), "SIGTERM: no new connections; draining");
+                    self.exit_when_drained();
+                    return ShutdownSignal::GracefulTerminate;
+                }
+                _ = int.recv() => return ShutdownSignal::FastShutdown,
+            }
+        }
+    }
+}
