@@ -15,6 +15,7 @@
 
 pub mod config;
 pub mod oci;
+pub mod policy;
 pub mod proxy;
 pub mod rewrite;
 pub mod route;

@@ -2,6 +2,7 @@
 
 pub mod catalog;
 pub mod error;
+pub mod manifest;
 pub mod names;
 pub mod path;
 

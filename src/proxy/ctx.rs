@@ -1,7 +1,8 @@
 //! Per-request state shared between the proxy phases.
 
-use super::state::Runtime;
+use super::state::{InFlight, Runtime};
 use crate::config::Backend;
+use crate::policy::schema1::Direction;
 use crate::rewrite::response::View;
 use crate::route::RepoTarget;
 use bytes::Bytes;
@@ -9,7 +10,7 @@ use std::sync::Arc;
 
 #[derive(Default)]
 pub struct Ctx {
-    pub inflight: Option<super::state::InFlight>,
+    pub inflight: Option<InFlight>,
     /// The config snapshot this request runs under, start to end.
     pub rt: Option<Arc<Runtime>>,
     pub client_host: String,
@@ -19,8 +20,9 @@ pub struct Ctx {
     pub upstream_uri: String,
     /// How backend URLs/names map back to the client's.
     pub view: Option<View>,
-    /// A manifest body read whole for inspection, sent upstream in one piece.
-    pub held_body: Option<Bytes>,
-    pub held_sent: bool,
+    /// A backend answer replaced by this body (a refused schema1 pull).
+    pub replace_body: Option<Bytes>,
+    pub refused: Option<Direction>,
     pub backend_status: Option<u16>,
+    pub bytes_in: u64,
 }

@@ -3,6 +3,8 @@
 
 mod catalog;
 mod ctx;
+mod edits;
+mod manifest;
 pub mod respond;
 pub mod state;
 
@@ -10,7 +12,7 @@ pub use ctx::Ctx;
 pub use state::{Runtime, Shared};
 
 use crate::config::ListenMethod;
-use crate::oci::{ErrorCode, RegistryError};
+use crate::oci::{Endpoint, RegistryError};
 use crate::rewrite::{request, response::View, REALM_PREFIX};
 use crate::route::{self, Routed};
 use async_trait::async_trait;
@@ -19,9 +21,10 @@ use http::StatusCode;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, ErrorSource, ErrorType, Result};
+use pingora::{Error, ErrorType, Result};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// One per listener: the listener's address and method, plus shared state.
 pub struct Gateway {
@@ -161,7 +164,12 @@ impl ProxyHttp for Gateway {
                 Ok(true)
             }
             Ok(Some(Routed::Repo(t))) => {
+                let manifest_put = matches!(t.endpoint, Some(Endpoint::Manifest(_)))
+                    && s.req_header().method == http::Method::PUT;
                 self.prepare(s, ctx, t, &method);
+                if manifest_put {
+                    return self.manifest_put(s, ctx).await;
+                }
                 Ok(false)
             }
         }
@@ -180,31 +188,8 @@ impl ProxyHttp for Gateway {
         up: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let Some(b) = ctx.backend.clone() else {
-            return Error::e_explain(ErrorType::InternalError, "no backend chosen");
-        };
-        let uri: http::Uri = ctx
-            .upstream_uri
-            .parse()
-            .map_err(|e| Error::because(ErrorType::InternalError, "building upstream uri", e))?;
-        up.set_uri(uri);
-        up.insert_header("Host", b.authority.as_str())?;
         let client_ip = s.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
-        let prior = up
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        for (k, v) in request::forwarded_headers(
-            &ctx.client_host,
-            self.addr.port(),
-            client_ip,
-            prior.as_deref(),
-            &b,
-        ) {
-            up.insert_header(k, v)?;
-        }
-        Ok(())
+        edits::upstream_request(up, ctx, self.addr.port(), client_ip)
     }
 
     async fn request_body_filter(
@@ -214,17 +199,7 @@ impl ProxyHttp for Gateway {
         eos: bool,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        // A manifest read whole for inspection replaces pingora's 64 KiB
-        // replay buffer, which would otherwise truncate it.
-        if let Some(held) = &ctx.held_body {
-            if !ctx.held_sent {
-                ctx.held_sent = true;
-                *body = Some(held.clone());
-            } else {
-                *body = None;
-            }
-            return Ok(());
-        }
+        ctx.bytes_in += body.as_ref().map_or(0, |b| b.len() as u64);
         // pingora #935: an h2 client's empty final chunk would otherwise be
         // written as a second chunk terminator upstream.
         if eos && body.as_ref().is_some_and(|b| b.is_empty()) {
@@ -240,106 +215,74 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> Result<()> {
         ctx.backend_status = Some(resp.status.as_u16());
-        let Some(view) = &ctx.view else { return Ok(()) };
-        for name in [
-            http::header::LOCATION,
-            http::header::LINK,
-            http::header::WWW_AUTHENTICATE,
-        ] {
-            let values: Vec<String> = resp
-                .headers
-                .get_all(&name)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .map(str::to_string)
-                .collect();
-            if values.is_empty() {
-                continue;
-            }
-            let new: Vec<String> = values
-                .iter()
-                .map(|v| {
-                    let r = match name {
-                        http::header::LOCATION => view.location(v),
-                        http::header::LINK => view.link(v),
-                        _ => view.www_authenticate(v),
-                    };
-                    r.unwrap_or_else(|| v.clone())
-                })
-                .collect();
-            if new != values {
-                resp.remove_header(&name);
-                for v in new {
-                    resp.append_header(name.clone(), v)?;
-                }
-            }
+        edits::downstream_response(resp, ctx)?;
+        self.check_pull(resp, ctx)
+    }
+
+    fn response_body_filter(
+        &self,
+        _s: &mut Session,
+        body: &mut Option<Bytes>,
+        eos: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<Duration>> {
+        if let Some(replacement) = &ctx.replace_body {
+            *body = if eos { Some(replacement.clone()) } else { None };
         }
-        Ok(())
+        Ok(None)
     }
 
     async fn fail_to_proxy(&self, s: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
-        let repo = ctx
-            .target
-            .as_ref()
-            .map(|t| t.repo.key.clone())
-            .unwrap_or_else(|| "-".into());
-        let backend = ctx
-            .backend
-            .as_ref()
-            .map(|b| format!("{} ({})", b.name, b.authority))
-            .unwrap_or_default();
-        let (status, code, what) = match (e.esource(), e.etype()) {
-            (
-                ErrorSource::Upstream,
-                ErrorType::ConnectRefused
-                | ErrorType::ConnectTimedout
-                | ErrorType::ConnectError
-                | ErrorType::ConnectNoRoute,
-            ) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::Unavailable,
-                "is unavailable",
-            ),
-            (ErrorSource::Upstream, _) => {
-                (StatusCode::BAD_GATEWAY, ErrorCode::Unavailable, "failed")
-            }
-            (
-                ErrorSource::Downstream,
-                ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed,
-            ) => {
-                return FailToProxy {
-                    error_code: 0,
-                    can_reuse_downstream: false,
-                };
-            }
-            (ErrorSource::Downstream, _) => (
-                StatusCode::BAD_REQUEST,
-                ErrorCode::Unknown,
-                "rejected the request",
-            ),
-            _ => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                ErrorCode::Unknown,
-                "failed internally",
-            ),
+        let Some(err) = edits::failure(e, ctx) else {
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
         };
-        let msg = match e.esource() {
-            ErrorSource::Upstream => format!(
-                "repository {repo}: backend {backend} {what}: {}",
-                e.etype().as_str()
-            ),
-            _ => format!("repository {repo}: {what}: {}", e.etype().as_str()),
-        };
-        tracing::warn!(repository = %repo, error = %e, "proxy failure");
+        tracing::warn!(error = %e, status = err.status.as_u16(), "proxy failure");
         if s.response_written().is_none() {
-            let err = RegistryError::new(status, code, msg);
             if let Err(we) = respond::error(s, &err).await {
                 tracing::debug!(error = %we, "could not send error response");
             }
         }
         FailToProxy {
-            error_code: status.as_u16(),
+            error_code: err.status.as_u16(),
             can_reuse_downstream: false,
         }
+    }
+}
+
+impl Gateway {
+    /// A schema1 manifest answered from a `block_schema1_pull` repository
+    /// becomes a refusal; the backend body is swallowed.
+    fn check_pull(&self, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+        let Some(t) = &ctx.target else { return Ok(()) };
+        if !matches!(t.endpoint, Some(Endpoint::Manifest(_))) || resp.status != StatusCode::OK {
+            return Ok(());
+        }
+        let ct = resp
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok());
+        let Err(e) = crate::policy::schema1::check_pull(&t.repo, ct) else {
+            return Ok(());
+        };
+        tracing::info!(repository = %t.repo.key, "schema1 pull refused");
+        let body = Bytes::from(e.body());
+        resp.set_status(e.status)?;
+        for h in [
+            "content-type",
+            "content-length",
+            "docker-content-digest",
+            "etag",
+            "transfer-encoding",
+        ] {
+            resp.remove_header(h);
+        }
+        resp.insert_header("Content-Type", "application/json")?;
+        resp.insert_header("Content-Length", body.len().to_string())?;
+        ctx.replace_body = Some(body);
+        ctx.refused = Some(crate::policy::schema1::Direction::Pull);
+        Ok(())
     }
 }

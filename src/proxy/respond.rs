@@ -12,8 +12,19 @@ pub async fn send(
     headers: &[(&str, String)],
     body: Bytes,
 ) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(4 + headers.len()))?;
-    resp.insert_header(API_VERSION_HEADER, API_VERSION)?;
+    let mut h = vec![(API_VERSION_HEADER, API_VERSION.to_string())];
+    h.extend(headers.iter().cloned());
+    send_raw(s, status, &h, body).await
+}
+
+/// Exactly these headers (plus Content-Length) and body.
+pub async fn send_raw(
+    s: &mut Session,
+    status: u16,
+    headers: &[(&str, String)],
+    body: Bytes,
+) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(2 + headers.len()))?;
     resp.insert_header("Content-Length", body.len().to_string())?;
     for (k, v) in headers {
         resp.append_header(k.to_string(), v.as_str())?;

@@ -194,4 +194,4 @@ pub fn backend_name_of(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -90,33 +90,71 @@ pub async fn get(
     path_and_query: &str,
     limit: usize,
 ) -> Result<(ResponseHeader, Bytes), String> {
-    let (mut s, _reused) = connector
-        .get_http_session(peer)
-        .await
-        .map_err(|e| e.to_string())?;
     let mut req =
         RequestHeader::build("GET", path_and_query.as_bytes(), None).map_err(|e| e.to_string())?;
     req.insert_header("Host", backend.authority.as_str())
         .map_err(|e| e.to_string())?;
     req.insert_header("Accept", "application/json")
         .map_err(|e| e.to_string())?;
-    s.write_request_header(Box::new(req))
+    request(connector, peer, backend, req, None, limit)
         .await
-        .map_err(|e| e.to_string())?;
-    s.finish_request_body().await.map_err(|e| e.to_string())?;
-    s.read_response_header().await.map_err(|e| e.to_string())?;
-    let head = s.response_header().cloned().ok_or("no response header")?;
-    let mut body = BytesMut::new();
-    while let Some(chunk) = s.read_response_body().await.map_err(|e| e.to_string())? {
-        if body.len() + chunk.len() > limit {
-            return Err(format!("response larger than {limit} bytes"));
+        .map_err(|e| e.to_string())
+}
+
+/// Sends one request with a body held in memory (a manifest) and reads
+/// the whole, small, answer. Used where the body had to be inspected
+/// before anything reached the backend.
+pub async fn request(
+    connector: &Connector,
+    peer: &HttpPeer,
+    backend: &Backend,
+    mut req: RequestHeader,
+    body: Option<Bytes>,
+    limit: usize,
+) -> pingora::Result<(ResponseHeader, Bytes)> {
+    use pingora::{Error, ErrorType};
+    let (mut s, _reused) = connector.get_http_session(peer).await?;
+    s.set_read_timeout(Some(backend.read_timeout));
+    s.set_write_timeout(Some(backend.write_timeout));
+    req.set_version(http::Version::HTTP_11);
+    for h in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+        "transfer-encoding",
+    ] {
+        req.remove_header(h);
+    }
+    if let Some(b) = &body {
+        req.insert_header("Content-Length", b.len().to_string())?;
+    }
+    s.write_request_header(Box::new(req)).await?;
+    if let Some(b) = body {
+        s.write_request_body(b, true).await?;
+    }
+    s.finish_request_body().await?;
+    s.read_response_header().await?;
+    let head = s
+        .response_header()
+        .cloned()
+        .ok_or_else(|| Error::explain(ErrorType::InvalidHTTPHeader, "no response header"))?;
+    let mut out = BytesMut::new();
+    while let Some(chunk) = s.read_response_body().await? {
+        if out.len() + chunk.len() > limit {
+            return Error::e_explain(
+                ErrorType::InvalidHTTPHeader,
+                format!("response larger than {limit} bytes"),
+            );
         }
-        body.extend_from_slice(&chunk);
+        out.extend_from_slice(&chunk);
     }
     connector
         .release_http_session(s, peer, Some(backend.idle_timeout))
         .await;
-    Ok((head, body.freeze()))
+    Ok((head, out.freeze()))
 }
 
 /// Names the peers per backend for logs.

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs everything dockgate's build and tests need on Debian (run as root).
+# Idempotent: quick when everything is already there.
+set -euo pipefail
+
+APT_PACKAGES=(
+  cmake gcc pkg-config            # pingora's zlib-ng (libz-ng-sys) builds with cmake
+  docker-registry                 # the real CNCF distribution registry (backend)
+  skopeo buildah podman           # real clients (Go TLS verifier)
+  curl openssl apache2-utils      # curl (h2), openssl, htpasswd -B
+  prometheus                      # prometheus + promtool for the metrics tests
+  systemd                         # systemd-analyze for the unit checks
+  python3 python3-pip
+)
+PIP_PACKAGES=(oras pytest requests)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "==> apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+py_missing=()
+for p in "${PIP_PACKAGES[@]}"; do
+  python3 -m pip show -q "$p" >/dev/null 2>&1 || py_missing+=("$p")
+done
+if ((${#py_missing[@]})); then
+  echo "==> pip install ${py_missing[*]}"
+  python3 -m pip install -q --root-user-action=ignore "${py_missing[@]}" 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages "${py_missing[@]}"
+fi

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every test dockgate has, installing what they need first:
+# formatting and lints, Rust unit tests, then the integration suite against a
+# real distribution registry with real clients (skopeo, buildah, curl, oras).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh
+
+echo "==> cargo fmt --check"
+cargo fmt --check
+echo "==> cargo clippy"
+cargo clippy --all-targets --quiet -- -D warnings
+echo "==> cargo test"
+cargo test --quiet
+
+echo "==> cargo build --release"
+cargo build --release --quiet
+export DOCKGATE_BIN="$PWD/target/release/dockgate"
+
+echo "==> integration tests"
+python3 -m pytest tests/integration -q "$@"

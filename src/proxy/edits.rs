@@ -1,0 +1,143 @@
+//! Header edits shared by the proxied path and dockgate's own forwarding
+//! (manifest PUTs): what goes to the backend, and what comes back.
+
+use super::Ctx;
+use crate::oci::{ErrorCode, RegistryError};
+use crate::rewrite::request;
+use http::header::{LINK, LOCATION, WWW_AUTHENTICATE};
+use http::StatusCode;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::{Error, ErrorSource, ErrorType, Result};
+use std::net::IpAddr;
+
+/// Backend path, Host and forwarding headers.
+pub fn upstream_request(
+    up: &mut RequestHeader,
+    ctx: &Ctx,
+    listen_port: u16,
+    client_ip: Option<IpAddr>,
+) -> Result<()> {
+    let Some(b) = ctx.backend.clone() else {
+        return Error::e_explain(ErrorType::InternalError, "no backend chosen");
+    };
+    let uri: http::Uri = ctx
+        .upstream_uri
+        .parse()
+        .map_err(|e| Error::because(ErrorType::InternalError, "building upstream uri", e))?;
+    up.set_uri(uri);
+    up.insert_header("Host", b.authority.as_str())?;
+    let prior = up
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    for (k, v) in request::forwarded_headers(
+        &ctx.client_host,
+        listen_port,
+        client_ip,
+        prior.as_deref(),
+        &b,
+    ) {
+        up.insert_header(k, v)?;
+    }
+    Ok(())
+}
+
+/// Location, Link and WWW-Authenticate back into the client's terms.
+pub fn downstream_response(resp: &mut ResponseHeader, ctx: &Ctx) -> Result<()> {
+    let Some(view) = &ctx.view else { return Ok(()) };
+    for name in [LOCATION, LINK, WWW_AUTHENTICATE] {
+        let values: Vec<String> = resp
+            .headers
+            .get_all(&name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_string)
+            .collect();
+        if values.is_empty() {
+            continue;
+        }
+        let new: Vec<String> = values
+            .iter()
+            .map(|v| {
+                let r = if name == LOCATION {
+                    view.location(v)
+                } else if name == LINK {
+                    view.link(v)
+                } else {
+                    view.www_authenticate(v)
+                };
+                r.unwrap_or_else(|| v.clone())
+            })
+            .collect();
+        if new != values {
+            resp.remove_header(&name);
+            for v in new {
+                resp.append_header(name.clone(), v)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A proxying failure as the client should see it; None when the client
+/// is gone and nothing can be said.
+pub fn failure(e: &Error, ctx: &Ctx) -> Option<RegistryError> {
+    let repo = ctx
+        .target
+        .as_ref()
+        .map(|t| t.repo.key.clone())
+        .unwrap_or_else(|| "-".into());
+    let backend = ctx
+        .backend
+        .as_ref()
+        .map(|b| format!("{} ({})", b.name, b.authority))
+        .unwrap_or_default();
+    let (status, what) = match (e.esource(), e.etype()) {
+        (
+            ErrorSource::Upstream,
+            ErrorType::ConnectRefused
+            | ErrorType::ConnectTimedout
+            | ErrorType::ConnectError
+            | ErrorType::ConnectNoRoute
+            | ErrorType::TLSHandshakeFailure,
+        ) => (StatusCode::SERVICE_UNAVAILABLE, "is unavailable"),
+        (ErrorSource::Upstream, ErrorType::ReadTimedout | ErrorType::WriteTimedout) => {
+            (StatusCode::GATEWAY_TIMEOUT, "timed out")
+        }
+        (ErrorSource::Upstream, _) => (StatusCode::BAD_GATEWAY, "failed"),
+        (
+            ErrorSource::Downstream,
+            ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed,
+        ) => return None,
+        (ErrorSource::Downstream, ErrorType::ReadTimedout) => {
+            (StatusCode::REQUEST_TIMEOUT, "client timed out")
+        }
+        (ErrorSource::Downstream, _) => (StatusCode::BAD_REQUEST, "bad request"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "failed inside dockgate"),
+    };
+    let msg = match e.esource() {
+        ErrorSource::Upstream => format!(
+            "repository {repo}: backend {backend} {what}: {}",
+            e.etype().as_str()
+        ),
+        _ => format!("repository {repo}: {what}: {}", e.etype().as_str()),
+    };
+    let code = if status == StatusCode::BAD_REQUEST {
+        ErrorCode::Unsupported
+    } else {
+        ErrorCode::Unavailable
+    };
+    Some(RegistryError::new(status, code, msg))
+}
+
+/// Hop-by-hop headers never relayed from a backend answer we re-send.
+pub const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "transfer-encoding",
+];

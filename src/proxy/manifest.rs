@@ -1,0 +1,104 @@
+//! Manifest PUTs: the body (≤ 4 MiB) is read whole, classified and checked
+//! before anything reaches the backend, then sent by dockgate itself. A
+//! refused push therefore leaves nothing on the backend, and bodies above
+//! pingora's 64 KiB replay buffer are forwarded intact.
+
+use super::{edits, respond, Ctx, Gateway};
+use crate::oci::manifest::MAX_MANIFEST_BYTES;
+use crate::policy::schema1;
+use bytes::{Bytes, BytesMut};
+use pingora::proxy::Session;
+use pingora::Result;
+
+/// Largest backend answer to a manifest PUT worth relaying (errors are small).
+const ANSWER_LIMIT: usize = 1 << 20;
+
+impl Gateway {
+    /// Handles the whole manifest PUT; always answers the client.
+    pub(super) async fn manifest_put(&self, s: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let Some(repo) = ctx.target.as_ref().map(|t| t.repo.clone()) else {
+            return Ok(false);
+        };
+        let declared = s
+            .req_header()
+            .headers
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if let Some(len) = declared.filter(|&l| l > MAX_MANIFEST_BYTES) {
+            respond::error(s, &schema1::too_large(len)).await?;
+            return Ok(true);
+        }
+        let mut buf = BytesMut::new();
+        while let Some(chunk) = s.read_request_body().await? {
+            if buf.len() + chunk.len() > MAX_MANIFEST_BYTES {
+                respond::error(s, &schema1::too_large(buf.len() + chunk.len())).await?;
+                return Ok(true);
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        let body = buf.freeze();
+        let ct = s
+            .req_header()
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        if let Err(e) = schema1::check_push(&repo, ct.as_deref(), &body) {
+            if e.code == crate::oci::ErrorCode::Denied {
+                ctx.refused = Some(schema1::Direction::Push);
+            }
+            tracing::info!(repository = %repo.key, reason = %e.message, "manifest push refused");
+            respond::error(s, &e).await?;
+            return Ok(true);
+        }
+        self.forward_held(s, ctx, body).await
+    }
+
+    async fn forward_held(&self, s: &mut Session, ctx: &mut Ctx, body: Bytes) -> Result<bool> {
+        let (Some(rt), Some(b)) = (ctx.rt.clone(), ctx.backend.clone()) else {
+            return Ok(false);
+        };
+        let mut up = s.req_header().clone();
+        let client_ip = s.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        edits::upstream_request(&mut up, ctx, self.addr.port(), client_ip)?;
+        ctx.bytes_in = body.len() as u64;
+        let peer = rt.peers.peer(&b);
+        match crate::upstream::request(
+            &self.shared.connector,
+            &peer,
+            &b,
+            up,
+            Some(body),
+            ANSWER_LIMIT,
+        )
+        .await
+        {
+            Ok((mut head, answer)) => {
+                ctx.backend_status = Some(head.status.as_u16());
+                edits::downstream_response(&mut head, ctx)?;
+                let headers: Vec<(String, String)> = head
+                    .headers
+                    .iter()
+                    .filter(|(k, _)| {
+                        !edits::HOP_BY_HOP.contains(&k.as_str()) && k.as_str() != "content-length"
+                    })
+                    .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.to_string(), v.to_string())))
+                    .collect();
+                let refs: Vec<(&str, String)> = headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.clone()))
+                    .collect();
+                respond::send_raw(s, head.status.as_u16(), &refs, answer).await?;
+            }
+            Err(e) => {
+                let e = e.into_up();
+                if let Some(err) = edits::failure(&e, ctx) {
+                    tracing::warn!(error = %e, "manifest forward failed");
+                    respond::error(s, &err).await?;
+                }
+            }
+        }
+        Ok(true)
+    }
+}
