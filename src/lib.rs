@@ -14,6 +14,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod config;
+pub mod observe;
 pub mod oci;
 pub mod policy;
 pub mod proxy;

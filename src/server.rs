@@ -2,14 +2,20 @@
 //! listeners, TLS, signals (SIGHUP reload, SIGTERM drain).
 
 use crate::config::{self, Config};
+use crate::observe::access_log::AccessLog;
+use crate::observe::http::MetricsApp;
+use crate::observe::Metrics;
 use crate::proxy::{Gateway, Runtime, Shared};
 use crate::tls::{CertSpec, CertStore};
+use crate::upstream::health::HealthCheck;
 use crate::upstream::Peers;
 use async_trait::async_trait;
 use pingora::listeners::tls::TlsSettings;
 use pingora::proxy::http_proxy_service_with_name;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -88,10 +94,41 @@ pub fn serve(path: &Path) -> Result<(), String> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let shared = Shared::new(Runtime {
-        cfg: cfg.clone(),
-        peers: p.peers,
-    });
+    let metrics = Arc::new(Metrics::new().map_err(|e| format!("metrics: {e}"))?);
+    let access_log =
+        AccessLog::open(cfg.log.format, cfg.log.access_log.as_deref()).map_err(|e| {
+            let file = cfg
+                .log
+                .access_log
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            format!("{}: log.access_log: {file}: {e}", path.display())
+        })?;
+    set_cert_expiry(&metrics, &p.certs);
+    let shared = Shared::new(
+        Runtime {
+            cfg: cfg.clone(),
+            peers: p.peers,
+        },
+        metrics.clone(),
+        access_log,
+    );
+    if let Some(addr) = cfg.metrics.address {
+        let app = MetricsApp {
+            metrics: metrics.clone(),
+            ports: cfg.listeners.iter().map(|l| l.address.port()).collect(),
+        };
+        let mut svc = Service::new("dockgate metrics".to_string(), app);
+        svc.add_tcp(&addr.to_string());
+        server.add_service(svc);
+    }
+    server.add_service(background_service(
+        "dockgate health checks",
+        HealthCheck {
+            shared: shared.clone(),
+        },
+    ));
     for l in &cfg.listeners {
         let gw = Gateway {
             addr: l.address,
@@ -137,6 +174,7 @@ impl Signals {
     fn reload(&self) {
         match prepare(&self.path) {
             Ok(p) => {
+                set_cert_expiry(&self.shared.metrics, &p.certs);
                 self.shared.current.store(Arc::new(Runtime {
                     cfg: p.cfg,
                     peers: p.peers,
@@ -206,6 +244,19 @@ impl ShutdownSignalWatch for Signals {
                 }
                 _ = int.recv() => return ShutdownSignal::FastShutdown,
             }
+        }
+    }
+}
+
+/// `dockgate_tls_certificate_expiry_timestamp_seconds` per served cert.
+fn set_cert_expiry(metrics: &Metrics, certs: &[CertSpec]) {
+    for c in certs {
+        match crate::tls::not_after(&c.cert) {
+            Ok(t) => metrics
+                .cert_expiry
+                .with_label_values(&[c.name.as_str()])
+                .set(t as f64),
+            Err(e) => tracing::warn!(error = %e, "cannot read certificate expiry"),
         }
     }
 }

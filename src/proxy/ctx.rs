@@ -2,11 +2,13 @@
 
 use super::state::{InFlight, Runtime};
 use crate::config::Backend;
+use crate::observe::Operation;
 use crate::policy::schema1::Direction;
 use crate::rewrite::response::View;
 use crate::route::RepoTarget;
 use bytes::Bytes;
 use std::sync::Arc;
+use std::time::Instant;
 
 #[derive(Default)]
 pub struct Ctx {
@@ -25,4 +27,12 @@ pub struct Ctx {
     pub refused: Option<Direction>,
     pub backend_status: Option<u16>,
     pub bytes_in: u64,
+    /// Metric/log labels, decided in request_filter.
+    pub operation: Option<Operation>,
+    pub repo_label: String,
+    /// The authenticated user, if any (never a credential).
+    pub user: Option<String>,
+    /// A bounded kind name for a backend failure.
+    pub upstream_error: Option<&'static str>,
+    pub started: Option<Instant>,
 }

@@ -141,3 +141,21 @@ pub const HOP_BY_HOP: [&str; 7] = [
     "upgrade",
     "transfer-encoding",
 ];
+
+/// A bounded label for an upstream failure.
+pub fn error_kind(e: &Error) -> &'static str {
+    match e.etype() {
+        ErrorType::ConnectRefused => "connect_refused",
+        ErrorType::ConnectTimedout => "connect_timeout",
+        ErrorType::ConnectError | ErrorType::ConnectNoRoute => "connect_error",
+        ErrorType::TLSHandshakeFailure
+        | ErrorType::InvalidCert
+        | ErrorType::TLSHandshakeTimedout => "tls",
+        ErrorType::ReadTimedout => "read_timeout",
+        ErrorType::WriteTimedout => "write_timeout",
+        ErrorType::ReadError | ErrorType::ConnectionClosed => "read_error",
+        ErrorType::WriteError => "write_error",
+        ErrorType::InvalidHTTPHeader | ErrorType::H1Error | ErrorType::H2Error => "protocol",
+        _ => "other",
+    }
+}

@@ -93,6 +93,7 @@ impl Gateway {
             }
             Err(e) => {
                 let e = e.into_up();
+                ctx.upstream_error = Some(edits::error_kind(&e));
                 if let Some(err) = edits::failure(&e, ctx) {
                     tracing::warn!(error = %e, "manifest forward failed");
                     respond::error(s, &err).await?;

@@ -4,6 +4,7 @@
 mod catalog;
 mod ctx;
 mod edits;
+mod log;
 mod manifest;
 pub mod respond;
 pub mod state;
@@ -12,6 +13,8 @@ pub use ctx::Ctx;
 pub use state::{Runtime, Shared};
 
 use crate::config::ListenMethod;
+use crate::observe::metrics::{NO_REPO, UNKNOWN_REPO};
+use crate::observe::Operation;
 use crate::oci::{Endpoint, RegistryError};
 use crate::rewrite::{request, response::View, REALM_PREFIX};
 use crate::route::{self, Routed};
@@ -127,6 +130,8 @@ impl ProxyHttp for Gateway {
     fn new_ctx(&self) -> Ctx {
         Ctx {
             inflight: Some(state::InFlight::new(&self.shared.inflight)),
+            started: Some(std::time::Instant::now()),
+            repo_label: UNKNOWN_REPO.to_string(),
             ..Ctx::default()
         }
     }
@@ -138,6 +143,8 @@ impl ProxyHttp for Gateway {
         let method = rt.method_of(self.addr, &self.method);
         let path = s.req_header().uri.path().to_string();
         if let Some(rest) = path.strip_prefix(REALM_PREFIX) {
+            ctx.operation = Some(Operation::Token);
+            ctx.repo_label = NO_REPO.to_string();
             return match self.prepare_realm(s, ctx, rest, &method) {
                 Ok(()) => Ok(false),
                 Err(e) => respond::error(s, &e).await.map(|_| true),
@@ -152,10 +159,16 @@ impl ProxyHttp for Gateway {
                 ));
                 respond::error(s, &e).await.map(|_| true)
             }
-            Ok(Some(Routed::Ping)) => respond::json(s, 200, &[], b"{}".to_vec())
-                .await
-                .map(|_| true),
+            Ok(Some(Routed::Ping)) => {
+                ctx.operation = Some(Operation::Ping);
+                ctx.repo_label = NO_REPO.to_string();
+                respond::json(s, 200, &[], b"{}".to_vec())
+                    .await
+                    .map(|_| true)
+            }
             Ok(Some(Routed::Catalog { repos, with_key })) => {
+                ctx.operation = Some(Operation::Catalog);
+                ctx.repo_label = NO_REPO.to_string();
                 let query = s.req_header().uri.query().map(str::to_string);
                 match catalog::serve(&self.shared, &rt, &repos, with_key, query.as_deref()).await {
                     Ok(a) => respond::json(s, 200, &a.headers, a.body).await?,
@@ -166,6 +179,12 @@ impl ProxyHttp for Gateway {
             Ok(Some(Routed::Repo(t))) => {
                 let manifest_put = matches!(t.endpoint, Some(Endpoint::Manifest(_)))
                     && s.req_header().method == http::Method::PUT;
+                ctx.operation = Some(Operation::of(
+                    &s.req_header().method,
+                    t.endpoint.as_ref(),
+                    s.req_header().uri.query(),
+                ));
+                ctx.repo_label = t.repo.key.clone();
                 self.prepare(s, ctx, t, &method);
                 if manifest_put {
                     return self.manifest_put(s, ctx).await;
@@ -232,7 +251,14 @@ impl ProxyHttp for Gateway {
         Ok(None)
     }
 
+    async fn logging(&self, s: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        log::record(&self.shared, s, ctx);
+    }
+
     async fn fail_to_proxy(&self, s: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        if e.esource() == &pingora::ErrorSource::Upstream {
+            ctx.upstream_error = Some(edits::error_kind(e));
+        }
         let Some(err) = edits::failure(e, ctx) else {
             return FailToProxy {
                 error_code: 0,

@@ -2,6 +2,8 @@
 //! whole on reload so a request never mixes two configs.
 
 use crate::config::{Config, ListenMethod};
+use crate::observe::access_log::AccessLog;
+use crate::observe::Metrics;
 use crate::upstream::Peers;
 use arc_swap::ArcSwap;
 use pingora::connectors::http::Connector;
@@ -20,6 +22,8 @@ pub struct Shared {
     pub connector: Connector,
     /// Requests in flight, for draining on SIGTERM.
     pub inflight: Arc<AtomicUsize>,
+    pub metrics: Arc<Metrics>,
+    pub access_log: AccessLog,
 }
 
 /// Counts a request as in flight for as long as it lives.
@@ -39,11 +43,13 @@ impl Drop for InFlight {
 }
 
 impl Shared {
-    pub fn new(rt: Runtime) -> Arc<Self> {
+    pub fn new(rt: Runtime, metrics: Arc<Metrics>, access_log: AccessLog) -> Arc<Self> {
         Arc::new(Self {
             current: ArcSwap::from_pointee(rt),
             connector: Connector::new(None),
             inflight: Arc::new(AtomicUsize::new(0)),
+            metrics,
+            access_log,
         })
     }
 

@@ -68,3 +68,15 @@ impl ResolvesServerCert for CertStore {
         Some(self.default.clone())
     }
 }
+
+/// The leaf's notAfter as Unix seconds.
+pub fn not_after(cert: &Path) -> Result<i64, TlsError> {
+    let first = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| ferr(cert, e.to_string()))?
+        .next()
+        .ok_or_else(|| ferr(cert, "no certificate in file"))?
+        .map_err(|e| ferr(cert, e.to_string()))?;
+    let (_, x) = x509_parser::parse_x509_certificate(first.as_ref())
+        .map_err(|e| ferr(cert, e.to_string()))?;
+    Ok(x.validity().not_after.timestamp())
+}

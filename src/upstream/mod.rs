@@ -2,6 +2,8 @@
 //! Addresses were resolved at config load (pingora panics on DNS failure);
 //! timeouts are per read/write, never per request, so big layers live.
 
+pub mod health;
+
 use crate::config::{Backend, Config};
 use bytes::{Bytes, BytesMut};
 use pingora::connectors::http::Connector;

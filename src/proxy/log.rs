@@ -1,0 +1,60 @@
+//! The logging phase: metrics and the access log line for one request.
+
+use super::state::Shared;
+use super::Ctx;
+use crate::observe::access_log::Record;
+use crate::observe::operation::method_label;
+use crate::observe::Operation;
+use pingora::proxy::Session;
+use time::format_description::well_known::Rfc3339;
+
+pub fn record(shared: &Shared, s: &Session, ctx: &Ctx) {
+    let m = &shared.metrics;
+    let status = s.response_written().map(|r| r.status.as_u16()).unwrap_or(0);
+    let op = ctx.operation.unwrap_or(Operation::Other);
+    let repo = ctx.repo_label.as_str();
+    let method = s.req_header().method.clone();
+    let elapsed = ctx.started.map(|t| t.elapsed()).unwrap_or_default();
+    let bytes_out = s.body_bytes_sent() as u64;
+    let code = status.to_string();
+    m.requests
+        .with_label_values(&[repo, op.as_str(), method_label(&method), &code])
+        .inc();
+    m.duration
+        .with_label_values(&[repo, op.as_str()])
+        .observe(elapsed.as_secs_f64());
+    m.received.with_label_values(&[repo]).inc_by(ctx.bytes_in);
+    m.sent.with_label_values(&[repo]).inc_by(bytes_out);
+    match (op, status) {
+        (Operation::ManifestGet, 200) => m.pulls.with_label_values(&[repo]).inc(),
+        (Operation::ManifestPut, 201) => m.pushes.with_label_values(&[repo]).inc(),
+        _ => {}
+    }
+    if let Some(dir) = ctx.refused {
+        m.schema1_refused
+            .with_label_values(&[repo, dir.as_str()])
+            .inc();
+    }
+    let backend = ctx.backend.as_ref().map(|b| b.name.as_str()).unwrap_or("");
+    if let Some(kind) = ctx.upstream_error {
+        m.upstream_errors.with_label_values(&[backend, kind]).inc();
+    }
+    let image = ctx.target.as_ref().map(|t| t.image.as_str()).unwrap_or("");
+    shared.access_log.write(&Record {
+        time: time::OffsetDateTime::now_utc()
+            .format(&Rfc3339)
+            .unwrap_or_default(),
+        client: s.client_addr().map(|a| a.to_string()).unwrap_or_default(),
+        user: ctx.user.as_deref().unwrap_or(""),
+        repository: repo,
+        image,
+        operation: op.as_str(),
+        method: method.as_str(),
+        status,
+        bytes_in: ctx.bytes_in,
+        bytes_out,
+        duration_ms: (elapsed.as_secs_f64() * 1e6).round() / 1e3,
+        backend,
+        backend_status: ctx.backend_status,
+    });
+}
