@@ -1,6 +1,9 @@
 //! The dockgate command line: parse, call the library, map errors to exit codes.
 
 use clap::{Parser, Subcommand};
+use dockgate::server::{self, Mode};
+use dockgate::tls;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -28,6 +31,43 @@ enum Command {
         #[arg(long, short, default_value = "/etc/dockgate/dockgate.toml")]
         config: PathBuf,
     },
+    /// Make and diagnose certificates that docker and other Go clients accept.
+    #[command(subcommand)]
+    Cert(CertCommand),
+}
+
+#[derive(Subcommand)]
+enum CertCommand {
+    /// Create (or reuse) a local CA and issue a server cert with the right SANs.
+    Generate {
+        /// Directory for ca.crt, ca.key, server.crt, server.key.
+        #[arg(long)]
+        out: PathBuf,
+        /// IP address clients dial (repeatable; IPv4 or IPv6).
+        #[arg(long = "ip")]
+        ips: Vec<IpAddr>,
+        /// DNS name clients dial (repeatable; `*.example.com` allowed).
+        #[arg(long = "dns")]
+        dns: Vec<String>,
+        /// Also add this machine's non-loopback addresses and host name.
+        #[arg(long)]
+        detect: bool,
+        #[arg(long, default_value = "ecdsa-p256", value_parser = ["ecdsa-p256", "rsa-2048", "rsa-3072"])]
+        key_type: String,
+        /// Server certificate validity in days.
+        #[arg(long)]
+        days: Option<u32>,
+        /// The port dockgate serves on, for the trust instructions.
+        #[arg(long, default_value_t = 5443)]
+        port: u16,
+    },
+    /// Show a certificate and whether Go-based clients will accept it.
+    Inspect {
+        file: PathBuf,
+        /// The address clients dial, HOST:PORT (IPv6 as [::1]:5443).
+        #[arg(long)]
+        host: Option<String>,
+    },
 }
 
 fn init_logging() {
@@ -39,20 +79,22 @@ fn init_logging() {
         .init();
 }
 
+fn fail(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("dockgate: {e}");
+    ExitCode::FAILURE
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => {
             init_logging();
-            match dockgate::server::serve(&config) {
+            match server::serve(&config) {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("dockgate: {e}");
-                    ExitCode::FAILURE
-                }
+                Err(e) => fail(e),
             }
         }
-        Command::Check { config } => match dockgate::server::prepare(&config) {
+        Command::Check { config } => match server::prepare(&config, Mode::Check) {
             Ok(p) => {
                 println!(
                     "{}: ok ({} listeners, {} backends, {} repositories)",
@@ -63,10 +105,54 @@ fn main() -> ExitCode {
                 );
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprintln!("dockgate: {e}");
-                ExitCode::FAILURE
+            Err(e) => fail(e),
+        },
+        Command::Cert(c) => cert(c),
+    }
+}
+
+fn cert(c: CertCommand) -> ExitCode {
+    match c {
+        CertCommand::Generate {
+            out,
+            ips,
+            dns,
+            detect,
+            key_type,
+            days,
+            port,
+        } => {
+            let mut opts = tls::GenerateOptions::new(out);
+            opts.ips = ips;
+            opts.dns = dns;
+            opts.detect = detect;
+            opts.key_type = match key_type.parse() {
+                Ok(k) => k,
+                Err(e) => return fail(e),
+            };
+            if let Some(d) = days {
+                opts.days = d;
             }
+            match tls::generate(&opts) {
+                Ok(r) => {
+                    print!("{r}");
+                    for addr in r.sans.registry_addresses(port) {
+                        println!("\n{}", r.trust_instructions(&addr));
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        CertCommand::Inspect { file, host } => match tls::inspect(&file, host.as_deref()) {
+            Ok(r) => {
+                print!("{r}");
+                match r.verdict {
+                    Some(v) if !v.accepted() => ExitCode::from(2),
+                    _ => ExitCode::SUCCESS,
+                }
+            }
+            Err(e) => fail(e),
         },
     }
 }

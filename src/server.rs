@@ -6,15 +6,18 @@ use crate::observe::access_log::AccessLog;
 use crate::observe::http::MetricsApp;
 use crate::observe::Metrics;
 use crate::proxy::{Gateway, Runtime, Shared};
-use crate::tls::{CertSpec, CertStore};
+use crate::tls::{
+    ensure_server_cert, CertSpec, CertStore, EnsureOutcome, GenerateOptions, ReloadEvent,
+};
 use crate::upstream::health::HealthCheck;
 use crate::upstream::Peers;
 use async_trait::async_trait;
 use pingora::listeners::tls::TlsSettings;
 use pingora::proxy::http_proxy_service_with_name;
 use pingora::server::configuration::ServerConf;
+use pingora::server::ShutdownWatch;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
-use pingora::services::background::background_service;
+use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -29,11 +32,37 @@ pub struct Prepared {
     pub certs: Vec<CertSpec>,
 }
 
+/// Whether `prepare` may write files (generate certificates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `dockgate check`: read only; missing generated certs are fine.
+    Check,
+    /// `serve` and reload: generate or re-issue certs when configured.
+    Serve,
+}
+
 /// Validates config, certificates and backend CAs; the same path runs for
 /// `check`, `serve` and reload, so what `check` accepts will serve.
-pub fn prepare(path: &Path) -> Result<Prepared, String> {
+pub fn prepare(path: &Path, mode: Mode) -> Result<Prepared, String> {
     let cfg = config::load(path).map_err(|e| e.to_string())?;
     let file = path.display();
+    let certs = cert_specs(&cfg);
+    let pending = match &cfg.tls.generate {
+        Some(g) => ensure_certs(&cfg, g, mode).map_err(|e| format!("{file}: tls: {e}"))?,
+        None => false,
+    };
+    if !pending {
+        CertStore::new(certs.clone()).map_err(|e| format!("{file}: tls: {e}"))?;
+    }
+    let peers = Peers::load(&cfg).map_err(|e| format!("{file}: {e}"))?;
+    Ok(Prepared {
+        cfg: Arc::new(cfg),
+        peers,
+        certs,
+    })
+}
+
+fn cert_specs(cfg: &Config) -> Vec<CertSpec> {
     let mut certs = vec![CertSpec {
         name: "default".into(),
         cert: cfg.tls.cert.clone(),
@@ -52,19 +81,83 @@ pub fn prepare(path: &Path) -> Result<Prepared, String> {
             server_names: c.server_names.clone(),
         });
     }
-    CertStore::load(&certs).map_err(|e| format!("{file}: tls: {e}"))?;
-    let peers = Peers::load(&cfg).map_err(|e| format!("{file}: {e}"))?;
-    Ok(Prepared {
-        cfg: Arc::new(cfg),
-        peers,
-        certs,
-    })
+    certs
+}
+
+/// `[tls] generate = true`: make or re-issue the server cert from the local
+/// CA in the cert's directory. Returns true when a check found nothing yet
+/// (the first `serve` will generate).
+fn ensure_certs(cfg: &Config, g: &config::Generate, mode: Mode) -> Result<bool, String> {
+    let dir = cfg
+        .tls
+        .cert
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let mut opts = GenerateOptions::new(&dir);
+    opts.ips = g.ips.clone();
+    opts.dns = g.dns.clone();
+    opts.detect = g.detect;
+    opts.key_type = g
+        .key_type
+        .parse()
+        .map_err(|e: crate::tls::TlsError| e.to_string())?;
+    if let Some(d) = g.days {
+        opts.days = d;
+    }
+    if mode == Mode::Check {
+        let missing = !cfg.tls.cert.exists() || !cfg.tls.key.exists();
+        return Ok(missing);
+    }
+    match ensure_server_cert(&opts).map_err(|e| e.to_string())? {
+        EnsureOutcome::Generated(r) => {
+            tracing::info!(cert = %r.server_cert.display(), sans = %r.sans, "generated server certificate; clients must trust {}", r.ca_cert.display())
+        }
+        EnsureOutcome::Reissued { reason, report } => {
+            tracing::info!(cert = %report.server_cert.display(), reason = ?reason, "re-issued server certificate from the same CA")
+        }
+        EnsureOutcome::Kept { .. } => {}
+    }
+    Ok(false)
+}
+
+/// Re-reads replaced PEM files and keeps the expiry gauge current.
+struct CertWatch {
+    store: Arc<CertStore>,
+    metrics: Arc<Metrics>,
+    every: Duration,
+}
+
+#[async_trait]
+impl BackgroundService for CertWatch {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.every) => {}
+                _ = shutdown.changed() => return,
+            }
+            let s = self.store.clone();
+            match tokio::task::spawn_blocking(move || s.reload()).await {
+                Ok(events) => {
+                    for e in events {
+                        if let ReloadEvent::Reloaded { name, .. } = e {
+                            tracing::info!(certificate = %name, "certificate reloaded");
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "certificate reload task failed"),
+            }
+            set_cert_expiry(&self.metrics, &self.store);
+        }
+    }
 }
 
 pub fn serve(path: &Path) -> Result<(), String> {
-    let p = prepare(path)?;
+    let p = prepare(path, Mode::Serve)?;
     let cfg = p.cfg.clone();
-    let store = CertStore::load(&p.certs).map_err(|e| e.to_string())?;
+    let store = Arc::new(
+        CertStore::new(p.certs.clone()).map_err(|e| format!("{}: tls: {e}", path.display()))?,
+    );
     std::fs::create_dir_all(&cfg.server.runtime_dir).map_err(|e| {
         format!(
             "{}: server.runtime_dir: {}: {e}",
@@ -105,7 +198,7 @@ pub fn serve(path: &Path) -> Result<(), String> {
                 .unwrap_or_default();
             format!("{}: log.access_log: {file}: {e}", path.display())
         })?;
-    set_cert_expiry(&metrics, &p.certs);
+    set_cert_expiry(&metrics, &store);
     let shared = Shared::new(
         Runtime {
             cfg: cfg.clone(),
@@ -123,6 +216,14 @@ pub fn serve(path: &Path) -> Result<(), String> {
         svc.add_tcp(&addr.to_string());
         server.add_service(svc);
     }
+    server.add_service(background_service(
+        "dockgate certificate watch",
+        CertWatch {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            every: cfg.tls.reload_interval,
+        },
+    ));
     server.add_service(background_service(
         "dockgate health checks",
         HealthCheck {
@@ -172,9 +273,8 @@ struct Signals {
 
 impl Signals {
     fn reload(&self) {
-        match prepare(&self.path) {
+        match prepare(&self.path, Mode::Serve) {
             Ok(p) => {
-                set_cert_expiry(&self.shared.metrics, &p.certs);
                 self.shared.current.store(Arc::new(Runtime {
                     cfg: p.cfg,
                     peers: p.peers,
@@ -249,14 +349,11 @@ impl ShutdownSignalWatch for Signals {
 }
 
 /// `dockgate_tls_certificate_expiry_timestamp_seconds` per served cert.
-fn set_cert_expiry(metrics: &Metrics, certs: &[CertSpec]) {
-    for c in certs {
-        match crate::tls::not_after(&c.cert) {
-            Ok(t) => metrics
-                .cert_expiry
-                .with_label_values(&[c.name.as_str()])
-                .set(t as f64),
-            Err(e) => tracing::warn!(error = %e, "cannot read certificate expiry"),
-        }
+fn set_cert_expiry(metrics: &Metrics, store: &CertStore) {
+    for (name, t) in store.expiries() {
+        metrics
+            .cert_expiry
+            .with_label_values(&[name.as_str()])
+            .set(t as f64);
     }
 }

@@ -20,6 +20,31 @@ pub struct FileConfig {
     pub metrics: Option<MetricsFile>,
     #[serde(default)]
     pub log: Option<LogFile>,
+    #[serde(default)]
+    pub auth: Option<AuthFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthFile {
+    /// htpasswd file (bcrypt or argon2 hashes).
+    pub htpasswd: String,
+    /// "bearer" (Docker token service, default) or "basic".
+    pub challenge: Option<String>,
+    /// Token `service`/`aud`.
+    pub service: Option<String>,
+    pub token_ttl_seconds: Option<u64>,
+    pub refresh_ttl_seconds: Option<u64>,
+    /// Where the signing key, the API-key secret and key generations live.
+    pub state_dir: Option<String>,
+    #[serde(default)]
+    pub admins: Vec<String>,
+    #[serde(default)]
+    pub groups: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub emails: BTreeMap<String, String>,
+    pub max_failures: Option<u32>,
+    pub lockout_seconds: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -83,6 +108,9 @@ pub struct BackendFile {
     pub read_timeout_seconds: Option<u64>,
     pub write_timeout_seconds: Option<u64>,
     pub idle_timeout_seconds: Option<u64>,
+    /// Credentials dockgate uses toward this backend (Basic).
+    pub username: Option<String>,
+    pub password_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,6 +122,14 @@ pub struct RepositoryFile {
     pub name_prefix: Option<String>,
     pub block_schema1_push: Option<bool>,
     pub block_schema1_pull: Option<bool>,
+    #[serde(default)]
+    pub anonymous_read: bool,
+    #[serde(default)]
+    pub read: Vec<String>,
+    #[serde(default)]
+    pub write: Vec<String>,
+    #[serde(default)]
+    pub admin: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -32,6 +32,38 @@ pub struct Config {
     pub repositories: BTreeMap<String, Arc<Repository>>,
     pub metrics: Metrics,
     pub log: Log,
+    /// None: passthrough mode (backends authenticate clients themselves).
+    pub auth: Option<Auth>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Challenge {
+    Bearer,
+    Basic,
+}
+
+#[derive(Debug, Clone)]
+pub struct Auth {
+    pub htpasswd: PathBuf,
+    pub challenge: Challenge,
+    pub service: String,
+    pub token_ttl: Duration,
+    pub refresh_ttl: Duration,
+    pub state_dir: PathBuf,
+    pub admins: Vec<String>,
+    pub groups: BTreeMap<String, Vec<String>>,
+    pub emails: BTreeMap<String, String>,
+    pub max_failures: u32,
+    pub lockout: Duration,
+}
+
+/// Who may do what in one repository. Entries are user or group names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Acl {
+    pub anonymous_read: bool,
+    pub read: Vec<String>,
+    pub write: Vec<String>,
+    pub admin: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -104,6 +136,8 @@ pub struct Backend {
     pub read_timeout: Duration,
     pub write_timeout: Duration,
     pub idle_timeout: Duration,
+    /// `(username, password)` dockgate sends as Basic to this backend.
+    pub credentials: Option<(String, String)>,
 }
 
 impl Backend {
@@ -137,6 +171,7 @@ pub struct Repository {
     pub name_prefix: String,
     pub block_schema1_push: bool,
     pub block_schema1_pull: bool,
+    pub acl: Acl,
 }
 
 impl Repository {

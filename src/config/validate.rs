@@ -147,7 +147,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         },
     };
 
+    let auth = match &raw.auth {
+        None => None,
+        Some(a) => Some(auth(&cx, a, &tls, &repositories)?),
+    };
+
     Ok(Config {
+        auth,
         path: path.to_path_buf(),
         server,
         tls,
@@ -156,6 +162,57 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         repositories,
         metrics,
         log,
+    })
+}
+
+/// Keys dockgate answers itself under /v2/ and so cannot be repositories.
+pub const RESERVED_KEYS: [&str; 2] = ["token", "auth"];
+
+fn auth(
+    cx: &Ctx,
+    a: &super::file::AuthFile,
+    tls: &Tls,
+    repositories: &BTreeMap<String, Arc<Repository>>,
+) -> Result<Auth, ConfigError> {
+    let challenge = match a.challenge.as_deref().unwrap_or("bearer") {
+        "bearer" => Challenge::Bearer,
+        "basic" => Challenge::Basic,
+        other => {
+            return Err(cx.err(
+                "auth.challenge",
+                format!("{other:?}: expected \"bearer\" or \"basic\""),
+            ))
+        }
+    };
+    for (g, members) in &a.groups {
+        if members.is_empty() {
+            return Err(cx.err(
+                format!("auth.groups.{g}"),
+                "a group needs at least one member",
+            ));
+        }
+    }
+    let state_dir = match &a.state_dir {
+        Some(d) => cx.path(d),
+        None => tls
+            .cert
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| cx.dir.to_path_buf()),
+    };
+    let _ = repositories;
+    Ok(Auth {
+        htpasswd: cx.path(&a.htpasswd),
+        challenge,
+        service: a.service.clone().unwrap_or_else(|| "dockgate".into()),
+        token_ttl: Duration::from_secs(a.token_ttl_seconds.unwrap_or(300).clamp(10, 86_400)),
+        refresh_ttl: Duration::from_secs(a.refresh_ttl_seconds.unwrap_or(30 * 86_400).max(60)),
+        state_dir,
+        admins: a.admins.clone(),
+        groups: a.groups.clone(),
+        emails: a.emails.clone(),
+        max_failures: a.max_failures.unwrap_or(5).max(1),
+        lockout: Duration::from_secs(a.lockout_seconds.unwrap_or(60)),
     })
 }
 
@@ -354,6 +411,17 @@ fn backend(cx: &Ctx, name: &str, b: &BackendFile) -> Result<Backend, ConfigError
         read_timeout: secs(b.read_timeout_seconds, 900, "read_timeout_seconds")?,
         write_timeout: secs(b.write_timeout_seconds, 900, "write_timeout_seconds")?,
         idle_timeout: secs(b.idle_timeout_seconds, 60, "idle_timeout_seconds")?,
+        credentials: match (&b.username, &b.password_file) {
+            (None, None) => None,
+            (Some(u), Some(f)) => {
+                let pf = cx.path(f);
+                let pw = std::fs::read_to_string(&pf)
+                    .map_err(|e| cx.err(key("password_file"), format!("{}: {e}", pf.display())))?;
+                Some((u.clone(), pw.trim_end_matches(['\r', '\n']).to_string()))
+            }
+            (Some(_), None) => return Err(cx.err(key("password_file"), "required with username")),
+            (None, Some(_)) => return Err(cx.err(key("username"), "required with password_file")),
+        },
     })
 }
 
@@ -365,6 +433,12 @@ fn repository(
 ) -> Result<Repository, ConfigError> {
     let key = |k: &str| format!("repositories.{key_name}.{k}");
     // The key is one name component and one DNS label (subdomain method).
+    if RESERVED_KEYS.contains(&key_name) {
+        return Err(cx.err(
+            format!("repositories.{key_name}"),
+            "this key is reserved for dockgate's own /v2/ endpoints",
+        ));
+    }
     if !is_valid_component(key_name) {
         return Err(cx.err(
             format!("repositories.{key_name}"),
@@ -412,6 +486,12 @@ fn repository(
         name_prefix,
         block_schema1_push: r.block_schema1_push.unwrap_or(kind == RepoType::Local),
         block_schema1_pull: r.block_schema1_pull.unwrap_or(kind == RepoType::Remote),
+        acl: Acl {
+            anonymous_read: r.anonymous_read,
+            read: r.read.clone(),
+            write: r.write.clone(),
+            admin: r.admin.clone(),
+        },
     })
 }
 
