@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod admin;
 pub mod config;
 pub mod observe;
 pub mod oci;
@@ -20,6 +21,7 @@ pub mod policy;
 pub mod proxy;
 pub mod rewrite;
 pub mod route;
+pub mod runtime;
 pub mod server;
 pub mod tls;
 pub mod upstream;

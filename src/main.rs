@@ -1,7 +1,8 @@
 //! The dockgate command line: parse, call the library, map errors to exit codes.
 
 use clap::{Parser, Subcommand};
-use dockgate::server::{self, Mode};
+use dockgate::runtime::Mode;
+use dockgate::server;
 use dockgate::tls;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -34,6 +35,28 @@ enum Command {
     /// Make and diagnose certificates that docker and other Go clients accept.
     #[command(subcommand)]
     Cert(CertCommand),
+    /// Manage gateway users ([auth] htpasswd) and their API keys.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user, or set a new password; asks for it without echo.
+    Add {
+        name: String,
+        #[arg(long, short, default_value = "/etc/dockgate/dockgate.toml")]
+        config: PathBuf,
+        /// Read the password from standard input (one line) instead of the terminal.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Invalidate the user's API key and refresh tokens (a new key is issued by /v2/auth).
+    RevokeKeys {
+        name: String,
+        #[arg(long, short, default_value = "/etc/dockgate/dockgate.toml")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -94,7 +117,7 @@ fn main() -> ExitCode {
                 Err(e) => fail(e),
             }
         }
-        Command::Check { config } => match server::prepare(&config, Mode::Check) {
+        Command::Check { config } => match dockgate::runtime::prepare(&config, Mode::Check) {
             Ok(p) => {
                 println!(
                     "{}: ok ({} listeners, {} backends, {} repositories)",
@@ -108,6 +131,72 @@ fn main() -> ExitCode {
             Err(e) => fail(e),
         },
         Command::Cert(c) => cert(c),
+        Command::User(u) => user(u),
+    }
+}
+
+fn auth_config(config: &std::path::Path) -> Result<dockgate::config::Auth, String> {
+    let cfg = dockgate::config::load(config).map_err(|e| e.to_string())?;
+    cfg.auth.ok_or_else(|| {
+        format!(
+            "{}: auth: no [auth] section, so dockgate has no users",
+            config.display()
+        )
+    })
+}
+
+fn user(u: UserCommand) -> ExitCode {
+    match u {
+        UserCommand::Add {
+            name,
+            config,
+            password_stdin,
+        } => {
+            let auth = match auth_config(&config) {
+                Ok(a) => a,
+                Err(e) => return fail(e),
+            };
+            let password = if password_stdin {
+                let mut line = String::new();
+                match std::io::stdin().read_line(&mut line) {
+                    Ok(_) => line.trim_end_matches(['\r', '\n']).to_string(),
+                    Err(e) => return fail(e),
+                }
+            } else {
+                let first = rpassword::prompt_password(format!("Password for {name}: "));
+                let again = rpassword::prompt_password("Again: ");
+                match (first, again) {
+                    (Ok(a), Ok(b)) if a == b => a,
+                    (Ok(_), Ok(_)) => return fail("the passwords differ"),
+                    (Err(e), _) | (_, Err(e)) => return fail(e),
+                }
+            };
+            match dockgate::admin::users::add(&auth.htpasswd, &name, &password) {
+                Ok(replaced) => {
+                    let what = if replaced {
+                        "password changed"
+                    } else {
+                        "added"
+                    };
+                    println!("{name}: {what} in {}", auth.htpasswd.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        UserCommand::RevokeKeys { name, config } => {
+            let auth = match auth_config(&config) {
+                Ok(a) => a,
+                Err(e) => return fail(e),
+            };
+            match dockgate::policy::auth::keys::revoke(&auth.state_dir, &name) {
+                Ok(g) => {
+                    println!("{name}: API key and refresh tokens revoked (generation {g})");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
     }
 }
 

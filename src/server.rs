@@ -1,16 +1,13 @@
 //! Building and running the pingora server from a validated config:
 //! listeners, TLS, signals (SIGHUP reload, SIGTERM drain).
 
-use crate::config::{self, Config};
 use crate::observe::access_log::AccessLog;
 use crate::observe::http::MetricsApp;
 use crate::observe::Metrics;
 use crate::proxy::{Gateway, Runtime, Shared};
-use crate::tls::{
-    ensure_server_cert, CertSpec, CertStore, EnsureOutcome, GenerateOptions, ReloadEvent,
-};
+use crate::runtime::{prepare, Mode};
+use crate::tls::{CertStore, ReloadEvent};
 use crate::upstream::health::HealthCheck;
-use crate::upstream::Peers;
 use async_trait::async_trait;
 use pingora::listeners::tls::TlsSettings;
 use pingora::proxy::http_proxy_service_with_name;
@@ -24,102 +21,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
-
-/// Everything a config needs before it may serve: loaded certs and peers.
-pub struct Prepared {
-    pub cfg: Arc<Config>,
-    pub peers: Peers,
-    pub certs: Vec<CertSpec>,
-}
-
-/// Whether `prepare` may write files (generate certificates).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// `dockgate check`: read only; missing generated certs are fine.
-    Check,
-    /// `serve` and reload: generate or re-issue certs when configured.
-    Serve,
-}
-
-/// Validates config, certificates and backend CAs; the same path runs for
-/// `check`, `serve` and reload, so what `check` accepts will serve.
-pub fn prepare(path: &Path, mode: Mode) -> Result<Prepared, String> {
-    let cfg = config::load(path).map_err(|e| e.to_string())?;
-    let file = path.display();
-    let certs = cert_specs(&cfg);
-    let pending = match &cfg.tls.generate {
-        Some(g) => ensure_certs(&cfg, g, mode).map_err(|e| format!("{file}: tls: {e}"))?,
-        None => false,
-    };
-    if !pending {
-        CertStore::new(certs.clone()).map_err(|e| format!("{file}: tls: {e}"))?;
-    }
-    let peers = Peers::load(&cfg).map_err(|e| format!("{file}: {e}"))?;
-    Ok(Prepared {
-        cfg: Arc::new(cfg),
-        peers,
-        certs,
-    })
-}
-
-fn cert_specs(cfg: &Config) -> Vec<CertSpec> {
-    let mut certs = vec![CertSpec {
-        name: "default".into(),
-        cert: cfg.tls.cert.clone(),
-        key: cfg.tls.key.clone(),
-        server_names: vec![],
-    }];
-    for (i, c) in cfg.tls.extra.iter().enumerate() {
-        certs.push(CertSpec {
-            name: c
-                .server_names
-                .first()
-                .cloned()
-                .unwrap_or_else(|| format!("certificate-{i}")),
-            cert: c.cert.clone(),
-            key: c.key.clone(),
-            server_names: c.server_names.clone(),
-        });
-    }
-    certs
-}
-
-/// `[tls] generate = true`: make or re-issue the server cert from the local
-/// CA in the cert's directory. Returns true when a check found nothing yet
-/// (the first `serve` will generate).
-fn ensure_certs(cfg: &Config, g: &config::Generate, mode: Mode) -> Result<bool, String> {
-    let dir = cfg
-        .tls
-        .cert
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    let mut opts = GenerateOptions::new(&dir);
-    opts.ips = g.ips.clone();
-    opts.dns = g.dns.clone();
-    opts.detect = g.detect;
-    opts.key_type = g
-        .key_type
-        .parse()
-        .map_err(|e: crate::tls::TlsError| e.to_string())?;
-    if let Some(d) = g.days {
-        opts.days = d;
-    }
-    if mode == Mode::Check {
-        let missing = !cfg.tls.cert.exists() || !cfg.tls.key.exists();
-        return Ok(missing);
-    }
-    match ensure_server_cert(&opts).map_err(|e| e.to_string())? {
-        EnsureOutcome::Generated(r) => {
-            tracing::info!(cert = %r.server_cert.display(), sans = %r.sans, "generated server certificate; clients must trust {}", r.ca_cert.display())
-        }
-        EnsureOutcome::Reissued { reason, report } => {
-            tracing::info!(cert = %report.server_cert.display(), reason = ?reason, "re-issued server certificate from the same CA")
-        }
-        EnsureOutcome::Kept { .. } => {}
-    }
-    Ok(false)
-}
 
 /// Re-reads replaced PEM files and keeps the expiry gauge current.
 struct CertWatch {
@@ -203,6 +104,7 @@ pub fn serve(path: &Path) -> Result<(), String> {
         Runtime {
             cfg: cfg.clone(),
             peers: p.peers,
+            auth: p.auth,
         },
         metrics.clone(),
         access_log,
@@ -273,14 +175,9 @@ struct Signals {
 
 impl Signals {
     fn reload(&self) {
-        match prepare(&self.path, Mode::Serve) {
-            Ok(p) => {
-                self.shared.current.store(Arc::new(Runtime {
-                    cfg: p.cfg,
-                    peers: p.peers,
-                }));
-                tracing::info!(config = %self.path.display(), "reloaded");
-            }
+        let _guard = self.shared.reload_lock.lock();
+        match self.shared.reload() {
+            Ok(()) => tracing::info!(config = %self.path.display(), "reloaded"),
             Err(e) => {
                 tracing::error!(error = %e, "reload refused; the previous config keeps serving")
             }

@@ -26,6 +26,16 @@ pub fn upstream_request(
         .map_err(|e| Error::because(ErrorType::InternalError, "building upstream uri", e))?;
     up.set_uri(uri);
     up.insert_header("Host", b.authority.as_str())?;
+    // With gateway auth the client's credentials are for dockgate, never
+    // the backend's; backend credentials come from config.
+    if ctx.rt.as_ref().is_some_and(|r| r.auth.is_some()) {
+        up.remove_header("authorization");
+    }
+    if let Some((user, pass)) = &b.credentials {
+        use base64::Engine;
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+        up.insert_header("Authorization", format!("Basic {basic}"))?;
+    }
     let prior = up
         .headers
         .get("x-forwarded-for")

@@ -1,6 +1,7 @@
 //! The pingora glue: one `ProxyHttp` impl whose phases call the pure
 //! modules (route, rewrite, policy) and apply what they return.
 
+mod auth;
 mod catalog;
 mod ctx;
 mod edits;
@@ -16,6 +17,7 @@ use crate::config::ListenMethod;
 use crate::observe::metrics::{NO_REPO, UNKNOWN_REPO};
 use crate::observe::Operation;
 use crate::oci::{Endpoint, RegistryError};
+use crate::policy::auth::acl::Action;
 use crate::rewrite::{request, response::View, REALM_PREFIX};
 use crate::route::{self, Routed};
 use async_trait::async_trait;
@@ -150,25 +152,58 @@ impl ProxyHttp for Gateway {
                 Err(e) => respond::error(s, &e).await.map(|_| true),
             };
         }
-        let routed = route::route(&rt.cfg, &method, Some(&ctx.client_host), &path);
-        match routed {
-            Err(e) => respond::error(s, &e).await.map(|_| true),
+        if let Some(done) = self.own_endpoint(s, ctx, &path, &method).await? {
+            return Ok(done);
+        }
+        let routed = match route::route(&rt.cfg, &method, Some(&ctx.client_host), &path) {
+            Ok(Some(r)) => r,
+            Err(e) => return respond::error(s, &e).await.map(|_| true),
             Ok(None) => {
                 let e = RegistryError::unsupported(format!(
                     "{path}: dockgate serves the registry API under /v2/"
                 ));
-                respond::error(s, &e).await.map(|_| true)
+                return respond::error(s, &e).await.map(|_| true);
             }
-            Ok(Some(Routed::Ping)) => {
+        };
+        if let Routed::Repo(t) = &routed {
+            ctx.repo_label = t.repo.key.clone();
+        }
+        let principal = match self.principal(s, ctx).await {
+            Ok(p) => p,
+            Err(f) => return self.refuse_credentials(s, ctx, f).await,
+        };
+        ctx.user = principal.user().map(str::to_string);
+        let auth = rt.auth.clone();
+        match routed {
+            Routed::Ping => {
                 ctx.operation = Some(Operation::Ping);
                 ctx.repo_label = NO_REPO.to_string();
+                if auth.is_some() && principal.user().is_none() {
+                    return self.challenge_ping(s, ctx).await;
+                }
                 respond::json(s, 200, &[], b"{}".to_vec())
                     .await
                     .map(|_| true)
             }
-            Ok(Some(Routed::Catalog { repos, with_key })) => {
+            Routed::Catalog {
+                mut repos,
+                with_key,
+            } => {
                 ctx.operation = Some(Operation::Catalog);
                 ctx.repo_label = NO_REPO.to_string();
+                if let Some(a) = &auth {
+                    repos.retain(|r| {
+                        crate::policy::auth::acl::may(
+                            &a.cfg,
+                            &r.acl,
+                            principal.user(),
+                            Action::Pull,
+                        )
+                    });
+                    if repos.is_empty() && principal.user().is_none() {
+                        return self.challenge_ping(s, ctx).await;
+                    }
+                }
                 let query = s.req_header().uri.query().map(str::to_string);
                 match catalog::serve(&self.shared, &rt, &repos, with_key, query.as_deref()).await {
                     Ok(a) => respond::json(s, 200, &a.headers, a.body).await?,
@@ -176,15 +211,26 @@ impl ProxyHttp for Gateway {
                 }
                 Ok(true)
             }
-            Ok(Some(Routed::Repo(t))) => {
-                let manifest_put = matches!(t.endpoint, Some(Endpoint::Manifest(_)))
-                    && s.req_header().method == http::Method::PUT;
+            Routed::Repo(t) => {
+                let req_method = s.req_header().method.clone();
                 ctx.operation = Some(Operation::of(
-                    &s.req_header().method,
+                    &req_method,
                     t.endpoint.as_ref(),
                     s.req_header().uri.query(),
                 ));
-                ctx.repo_label = t.repo.key.clone();
+                if let Some(a) = &auth {
+                    let name = if t.image.is_empty() {
+                        t.repo.key.clone()
+                    } else {
+                        route::client_name(&method, &t.repo, &t.image)
+                    };
+                    let action = Action::for_method(&req_method);
+                    if !a.allowed(&principal, &t.repo, &name, action) {
+                        return self.refuse_access(s, ctx, &principal, &name, action).await;
+                    }
+                }
+                let manifest_put = matches!(t.endpoint, Some(Endpoint::Manifest(_)))
+                    && req_method == http::Method::PUT;
                 self.prepare(s, ctx, t, &method);
                 if manifest_put {
                     return self.manifest_put(s, ctx).await;

@@ -4,16 +4,30 @@
 use crate::config::{Config, ListenMethod};
 use crate::observe::access_log::AccessLog;
 use crate::observe::Metrics;
+use crate::policy::auth::Authenticator;
 use crate::upstream::Peers;
 use arc_swap::ArcSwap;
 use pingora::connectors::http::Connector;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::Mutex;
 
 pub struct Runtime {
     pub cfg: Arc<Config>,
     pub peers: Peers,
+    /// None: passthrough mode.
+    pub auth: Option<Arc<Authenticator>>,
+}
+
+impl From<crate::runtime::Prepared> for Runtime {
+    fn from(p: crate::runtime::Prepared) -> Self {
+        Self {
+            cfg: p.cfg,
+            peers: p.peers,
+            auth: p.auth,
+        }
+    }
 }
 
 pub struct Shared {
@@ -24,6 +38,8 @@ pub struct Shared {
     pub inflight: Arc<AtomicUsize>,
     pub metrics: Arc<Metrics>,
     pub access_log: AccessLog,
+    /// Serialises config rewrites (admin API) and reloads.
+    pub reload_lock: Mutex<()>,
 }
 
 /// Counts a request as in flight for as long as it lives.
@@ -50,7 +66,17 @@ impl Shared {
             inflight: Arc::new(AtomicUsize::new(0)),
             metrics,
             access_log,
+            reload_lock: Mutex::new(()),
         })
+    }
+
+    /// Re-reads the config file and swaps it in whole; on error the
+    /// current config keeps serving.
+    pub fn reload(&self) -> Result<(), String> {
+        let path = self.snapshot().cfg.path.clone();
+        let p = crate::runtime::prepare(&path, crate::runtime::Mode::Serve)?;
+        self.current.store(Arc::new(Runtime::from(p)));
+        Ok(())
     }
 
     pub fn snapshot(&self) -> Arc<Runtime> {

@@ -1,0 +1,76 @@
+//! `dockgate user add` and `revoke-keys`: editing the htpasswd file and
+//! the API-key generations. The password is never echoed or logged.
+
+use crate::oci::names::is_valid_component;
+use crate::policy::auth::write_private;
+use std::path::Path;
+
+/// Adds or replaces `name` in the htpasswd file with a bcrypt hash.
+pub fn add(htpasswd: &Path, name: &str, password: &str) -> Result<bool, String> {
+    if name.is_empty()
+        || name.contains([':', '\n', ' '])
+        || !(is_valid_component(name)
+            || name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c)))
+    {
+        return Err(format!(
+            "{name:?}: user names are letters, digits and . _ - @"
+        ));
+    }
+    if password.is_empty() {
+        return Err("empty password".into());
+    }
+    let hash = bcrypt::hash(password, bcrypt::DEFAULT_COST).map_err(|e| e.to_string())?;
+    let text = match std::fs::read_to_string(htpasswd) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(format!("{}: {e}", htpasswd.display())),
+    };
+    let mut replaced = false;
+    let mut lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.split_once(':').is_some_and(|(u, _)| u == name) {
+                replaced = true;
+                format!("{name}:{hash}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    if !replaced {
+        lines.push(format!("{name}:{hash}"));
+    }
+    let mut out = lines.join("\n");
+    out.push('\n');
+    write_private(htpasswd, out.as_bytes())?;
+    Ok(replaced)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn add_and_replace() {
+        let dir = std::env::temp_dir().join(format!("dockgate-users-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("htpasswd");
+        std::fs::write(&f, "# keep me\nbob:$2y$05$abc\n").unwrap();
+        assert!(!super::add(&f, "alice", "pw1").unwrap());
+        assert!(super::add(&f, "alice", "pw2").unwrap());
+        let text = std::fs::read_to_string(&f).unwrap();
+        assert!(text.contains("# keep me") && text.contains("bob:"));
+        assert_eq!(text.matches("alice:").count(), 1);
+        let hash = text
+            .lines()
+            .find(|l| l.starts_with("alice:"))
+            .unwrap()
+            .split_once(':')
+            .unwrap()
+            .1
+            .to_string();
+        assert!(bcrypt::verify("pw2", &hash).unwrap());
+        assert!(super::add(&f, "a:b", "x").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,132 @@
+//! API keys: `base64(user:<key>)` credentials that work wherever the
+//! password does, and that `dockgate user revoke-keys` invalidates.
+//! A key is an HMAC of the user name and a per-user generation under a
+//! secret kept in the state dir, so nothing per key is stored; revoking
+//! bumps the generation (which also voids that user's refresh tokens).
+
+use super::watched::Watched;
+use super::write_private;
+use base64::Engine;
+use ring::hmac;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const SECRET_FILE: &str = "api-key.secret";
+pub const GENERATIONS_FILE: &str = "api-key-generations.json";
+const PREFIX: &str = "dgk_";
+
+pub struct Keys {
+    key: hmac::Key,
+    generations: Watched<BTreeMap<String, u64>>,
+}
+
+fn parse_generations(text: &str) -> Result<BTreeMap<String, u64>, String> {
+    serde_json::from_str(text).map_err(|e| e.to_string())
+}
+
+/// Reads the secret, creating it (0600) on first use.
+pub fn load_or_create_secret(dir: &Path) -> Result<Vec<u8>, String> {
+    let path = dir.join(SECRET_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut secret = vec![0u8; 32];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
+                .map_err(|_| "no system randomness".to_string())?;
+            write_private(
+                &path,
+                base64::engine::general_purpose::STANDARD
+                    .encode(&secret)
+                    .as_bytes(),
+            )?;
+            Ok(secret)
+        }
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+impl Keys {
+    pub fn open(dir: &Path) -> Result<Self, String> {
+        let secret = load_or_create_secret(dir)?;
+        Ok(Self {
+            key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
+            generations: Watched::open(dir.join(GENERATIONS_FILE), parse_generations)?,
+        })
+    }
+
+    pub fn generation(&self, user: &str) -> u64 {
+        self.generations.get().get(user).copied().unwrap_or(0)
+    }
+
+    /// The user's current API key.
+    pub fn key_for(&self, user: &str) -> String {
+        let tag = hmac::sign(
+            &self.key,
+            format!("{user}\0{}", self.generation(user)).as_bytes(),
+        );
+        format!(
+            "{PREFIX}{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref())
+        )
+    }
+
+    /// Constant-time check of a presented key.
+    pub fn verify(&self, user: &str, presented: &str) -> bool {
+        let Some(b64) = presented.strip_prefix(PREFIX) else {
+            return false;
+        };
+        let Ok(tag) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(b64) else {
+            return false;
+        };
+        let msg = format!("{user}\0{}", self.generation(user));
+        hmac::verify(&self.key, msg.as_bytes(), &tag).is_ok()
+    }
+}
+
+/// Bumps a user's generation: their API key and refresh tokens stop working.
+pub fn revoke(dir: &Path, user: &str) -> Result<u64, String> {
+    let path: PathBuf = dir.join(GENERATIONS_FILE);
+    let mut map = match std::fs::read_to_string(&path) {
+        Ok(t) => parse_generations(&t).map_err(|e| format!("{}: {e}", path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let g = map.entry(user.to_string()).or_insert(0);
+    *g += 1;
+    let g = *g;
+    let text = serde_json::to_string_pretty(&map).map_err(|e| e.to_string())?;
+    write_private(&path, text.as_bytes())?;
+    Ok(g)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_verify_until_revoked() {
+        let dir = std::env::temp_dir().join(format!("dockgate-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let k = Keys::open(&dir).unwrap();
+        let key = k.key_for("alice");
+        assert!(k.verify("alice", &key));
+        assert!(!k.verify("bob", &key));
+        assert!(!k.verify("alice", "dgk_nope"));
+        assert!(!k.verify("alice", "password"));
+        // a second instance with the same state dir agrees
+        assert!(Keys::open(&dir).unwrap().verify("alice", &key));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        revoke(&dir, "alice").unwrap();
+        assert!(!k.verify("alice", &key));
+        assert!(k.verify("alice", &k.key_for("alice")));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join(SECRET_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

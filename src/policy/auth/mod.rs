@@ -1,0 +1,321 @@
+//! Authentication and authorization at the gateway: users from htpasswd,
+//! API keys, Docker registry tokens, per-repository roles, and failed-login
+//! throttling. With no `[auth]`, dockgate runs in passthrough mode and none
+//! of this is used.
+
+pub mod acl;
+pub mod keys;
+pub mod limiter;
+pub mod scope;
+pub mod token;
+pub mod users;
+mod watched;
+
+use crate::config::{Auth, Repository};
+use acl::Action;
+use base64::Engine;
+use scope::Access;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Who is asking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    Anonymous,
+    /// Basic credentials (password or API key) checked against htpasswd.
+    User(String),
+    /// A dockgate token: the `access` claim decides, per the token spec.
+    Token {
+        user: String,
+        access: Vec<Access>,
+    },
+}
+
+impl Principal {
+    pub fn user(&self) -> Option<&str> {
+        match self {
+            Principal::Anonymous => None,
+            Principal::User(u) | Principal::Token { user: u, .. } => {
+                Some(u.as_str()).filter(|u| !u.is_empty())
+            }
+        }
+    }
+}
+
+/// Why a credential was not accepted. Messages never echo the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    Malformed(&'static str),
+    BadCredentials,
+    Locked,
+    BadToken(String),
+}
+
+impl Failure {
+    pub fn message(&self) -> String {
+        match self {
+            Failure::Malformed(m) => format!("malformed Authorization header: {m}"),
+            Failure::BadCredentials => "invalid username or password".into(),
+            Failure::Locked => "too many failed logins; try again later".into(),
+            Failure::BadToken(why) => format!("invalid token: {why}"),
+        }
+    }
+}
+
+pub struct Authenticator {
+    pub cfg: Auth,
+    users: users::Users,
+    keys: keys::Keys,
+    signer: token::Signer,
+    limiter: limiter::Limiter,
+}
+
+/// Writes a secret file with mode 0600 from the start, atomically.
+pub fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let res = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    res.map_err(|e| format!("{}: {e}", path.display()))
+}
+
+impl Authenticator {
+    pub fn open(cfg: &Auth) -> Result<Self, String> {
+        std::fs::create_dir_all(&cfg.state_dir)
+            .map_err(|e| format!("{}: {e}", cfg.state_dir.display()))?;
+        Ok(Self {
+            users: users::Users::open(cfg.htpasswd.clone())?,
+            keys: keys::Keys::open(&cfg.state_dir)?,
+            signer: token::Signer::open(&cfg.state_dir)?,
+            limiter: limiter::Limiter::new(cfg.max_failures, cfg.lockout),
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// Decodes `Authorization`. Blocking (bcrypt): run off the async threads.
+    pub fn authenticate(
+        &self,
+        header: Option<&str>,
+        ip: Option<IpAddr>,
+    ) -> Result<Principal, Failure> {
+        let Some(h) = header.map(str::trim) else {
+            return Ok(Principal::Anonymous);
+        };
+        let (scheme, rest) = h.split_once(' ').unwrap_or((h, ""));
+        match scheme.to_ascii_lowercase().as_str() {
+            "basic" => {
+                let (user, pass) = decode_basic(rest.trim())?;
+                self.check_password(&user, &pass, ip)?;
+                Ok(Principal::User(user))
+            }
+            "bearer" => {
+                let c = self
+                    .signer
+                    .verify(rest.trim(), &self.cfg.service)
+                    .map_err(Failure::BadToken)?;
+                if c.typ.is_some() {
+                    return Err(Failure::BadToken(
+                        "a refresh token is not an access token".into(),
+                    ));
+                }
+                Ok(Principal::Token {
+                    user: c.sub,
+                    access: c.access,
+                })
+            }
+            _ => Err(Failure::Malformed("expected Basic or Bearer")),
+        }
+    }
+
+    /// Password or API key, throttled per user and per address.
+    pub fn check_password(
+        &self,
+        user: &str,
+        pass: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<(), Failure> {
+        let ukey = format!("u:{user}");
+        let ikey = ip.map(|i| format!("ip:{i}"));
+        if self.limiter.locked(&ukey) || ikey.as_deref().is_some_and(|k| self.limiter.locked(k)) {
+            return Err(Failure::Locked);
+        }
+        let ok = self.users.exists(user)
+            && (self.keys.verify(user, pass) || self.users.verify(user, pass));
+        if !ok && !self.users.exists(user) {
+            // Same cost for unknown users.
+            let _ = self.users.verify(user, pass);
+        }
+        if ok {
+            self.limiter.success(&ukey);
+            return Ok(());
+        }
+        self.limiter.failure(&ukey);
+        if let Some(k) = &ikey {
+            self.limiter.failure(k);
+        }
+        Err(Failure::BadCredentials)
+    }
+
+    /// May `p` do `action` on `client_name` in `repo`?
+    pub fn allowed(
+        &self,
+        p: &Principal,
+        repo: &Repository,
+        client_name: &str,
+        action: Action,
+    ) -> bool {
+        match p {
+            Principal::Token { access, .. } => scope::grants(access, client_name, action.as_str()),
+            _ => acl::may(&self.cfg, &repo.acl, p.user(), action),
+        }
+    }
+
+    pub fn may_administer(&self, p: &Principal, repo: &Repository) -> bool {
+        p.user()
+            .is_some_and(|u| acl::may_administer(&self.cfg, &repo.acl, u))
+    }
+
+    /// What a token request gets: each repository scope narrowed to what
+    /// the user may do; `resolve` maps a client name to its repository.
+    pub fn grant(
+        &self,
+        user: Option<&str>,
+        scopes: &[scope::Scope],
+        resolve: &dyn Fn(&str) -> Option<Arc<Repository>>,
+    ) -> Vec<Access> {
+        let mut out = Vec::new();
+        for s in scopes {
+            if s.kind == "registry" && s.name == "catalog" {
+                // The catalog is filtered per repository when served.
+                out.push(Access {
+                    kind: s.kind.clone(),
+                    name: s.name.clone(),
+                    actions: vec!["*".into()],
+                });
+                continue;
+            }
+            if s.kind != "repository" {
+                continue;
+            }
+            let Some(repo) = resolve(&s.name) else {
+                continue;
+            };
+            let mut actions: Vec<String> = s
+                .actions
+                .iter()
+                .flat_map(|a| {
+                    if a == "*" {
+                        vec!["pull", "push", "delete"]
+                    } else {
+                        vec![a.as_str()]
+                    }
+                })
+                .filter_map(Action::parse)
+                .filter(|a| acl::may(&self.cfg, &repo.acl, user, *a))
+                .map(|a| a.as_str().to_string())
+                .collect();
+            actions.sort();
+            actions.dedup();
+            out.push(Access {
+                kind: "repository".into(),
+                name: s.name.clone(),
+                actions,
+            });
+        }
+        out
+    }
+
+    pub fn issue(
+        &self,
+        user: Option<&str>,
+        access: Vec<Access>,
+    ) -> Result<(String, token::Claims), String> {
+        self.signer.issue(
+            user.unwrap_or(""),
+            &self.cfg.service,
+            access,
+            self.cfg.token_ttl.as_secs(),
+            None,
+        )
+    }
+
+    pub fn issue_refresh(&self, user: &str) -> Result<String, String> {
+        let gen = self.keys.generation(user);
+        self.signer
+            .issue(
+                user,
+                &self.cfg.service,
+                Vec::new(),
+                self.cfg.refresh_ttl.as_secs(),
+                Some(gen),
+            )
+            .map(|(t, _)| t)
+    }
+
+    /// The user a refresh token stands for, while not revoked.
+    pub fn check_refresh(&self, token: &str) -> Result<String, Failure> {
+        let c = self
+            .signer
+            .verify(token, &self.cfg.service)
+            .map_err(Failure::BadToken)?;
+        if c.typ.as_deref() != Some("refresh") {
+            return Err(Failure::BadToken("not a refresh token".into()));
+        }
+        if c.gen != Some(self.keys.generation(&c.sub)) || !self.users.exists(&c.sub) {
+            return Err(Failure::BadToken("revoked".into()));
+        }
+        Ok(c.sub)
+    }
+
+    pub fn api_key(&self, user: &str) -> String {
+        self.keys.key_for(user)
+    }
+
+    pub fn email(&self, user: &str) -> String {
+        self.cfg.emails.get(user).cloned().unwrap_or_default()
+    }
+}
+
+/// `base64(user:password)` → parts.
+pub fn decode_basic(b64: &str) -> Result<(String, String), Failure> {
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|_| Failure::Malformed("Basic credentials are not base64"))?;
+    let text = String::from_utf8(raw)
+        .map_err(|_| Failure::Malformed("Basic credentials are not UTF-8"))?;
+    let (u, p) = text
+        .split_once(':')
+        .ok_or(Failure::Malformed("Basic credentials lack ':'"))?;
+    if u.is_empty() {
+        return Err(Failure::Malformed("empty user name"));
+    }
+    Ok((u.to_string(), p.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_decoding() {
+        let enc = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        assert_eq!(
+            decode_basic(&enc("a:b:c")).unwrap(),
+            ("a".into(), "b:c".into())
+        );
+        assert!(decode_basic("%%%").is_err());
+        assert!(decode_basic(&enc("nocolon")).is_err());
+        assert!(decode_basic(&enc(":pw")).is_err());
+    }
+}

@@ -1,0 +1,122 @@
+//! Turning a config file into what requests run under: the validated
+//! config, backend peers, certificate specs and the authenticator. The same
+//! path serves `check`, `serve`, SIGHUP and the admin API, so what `check`
+//! accepts is what will serve.
+
+use crate::config::{self, Config};
+use crate::policy::auth::Authenticator;
+use crate::tls::{ensure_server_cert, CertSpec, CertStore, EnsureOutcome, GenerateOptions};
+use crate::upstream::Peers;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Everything a config needs before it may serve: loaded certs and peers.
+pub struct Prepared {
+    pub cfg: Arc<Config>,
+    pub peers: Peers,
+    pub certs: Vec<CertSpec>,
+    /// None in passthrough mode, and in `check` mode.
+    pub auth: Option<Arc<Authenticator>>,
+}
+
+/// Whether `prepare` may write files (generate certificates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `dockgate check`: read only; missing generated certs are fine.
+    Check,
+    /// `serve` and reload: generate or re-issue certs when configured.
+    Serve,
+}
+
+/// Validates config, certificates and backend CAs; the same path runs for
+/// `check`, `serve` and reload, so what `check` accepts will serve.
+pub fn prepare(path: &Path, mode: Mode) -> Result<Prepared, String> {
+    let cfg = config::load(path).map_err(|e| e.to_string())?;
+    let file = path.display();
+    let certs = cert_specs(&cfg);
+    let pending = match &cfg.tls.generate {
+        Some(g) => ensure_certs(&cfg, g, mode).map_err(|e| format!("{file}: tls: {e}"))?,
+        None => false,
+    };
+    if !pending {
+        CertStore::new(certs.clone()).map_err(|e| format!("{file}: tls: {e}"))?;
+    }
+    let peers = Peers::load(&cfg).map_err(|e| format!("{file}: {e}"))?;
+    let auth = match (&cfg.auth, mode) {
+        (None, _) => None,
+        (Some(a), Mode::Check) => {
+            // Read-only: the htpasswd must parse; state files are made at serve.
+            crate::policy::auth::users::Users::open(a.htpasswd.clone())
+                .map_err(|e| format!("{file}: auth.htpasswd: {e}"))?;
+            None
+        }
+        (Some(a), Mode::Serve) => Some(Arc::new(
+            Authenticator::open(a).map_err(|e| format!("{file}: auth: {e}"))?,
+        )),
+    };
+    Ok(Prepared {
+        cfg: Arc::new(cfg),
+        peers,
+        certs,
+        auth,
+    })
+}
+
+fn cert_specs(cfg: &Config) -> Vec<CertSpec> {
+    let mut certs = vec![CertSpec {
+        name: "default".into(),
+        cert: cfg.tls.cert.clone(),
+        key: cfg.tls.key.clone(),
+        server_names: vec![],
+    }];
+    for (i, c) in cfg.tls.extra.iter().enumerate() {
+        certs.push(CertSpec {
+            name: c
+                .server_names
+                .first()
+                .cloned()
+                .unwrap_or_else(|| format!("certificate-{i}")),
+            cert: c.cert.clone(),
+            key: c.key.clone(),
+            server_names: c.server_names.clone(),
+        });
+    }
+    certs
+}
+
+/// `[tls] generate = true`: make or re-issue the server cert from the local
+/// CA in the cert's directory. Returns true when a check found nothing yet
+/// (the first `serve` will generate).
+fn ensure_certs(cfg: &Config, g: &config::Generate, mode: Mode) -> Result<bool, String> {
+    let dir = cfg
+        .tls
+        .cert
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let mut opts = GenerateOptions::new(&dir);
+    opts.ips = g.ips.clone();
+    opts.dns = g.dns.clone();
+    opts.detect = g.detect;
+    opts.key_type = g
+        .key_type
+        .parse()
+        .map_err(|e: crate::tls::TlsError| e.to_string())?;
+    if let Some(d) = g.days {
+        opts.days = d;
+    }
+    if mode == Mode::Check {
+        let missing = !cfg.tls.cert.exists() || !cfg.tls.key.exists();
+        return Ok(missing);
+    }
+    match ensure_server_cert(&opts).map_err(|e| e.to_string())? {
+        EnsureOutcome::Generated(r) => {
+            tracing::info!(cert = %r.server_cert.display(), sans = %r.sans, "generated server certificate; clients must trust {}", r.ca_cert.display())
+        }
+        EnsureOutcome::Reissued { reason, report } => {
+            tracing::info!(cert = %report.server_cert.display(), reason = ?reason, "re-issued server certificate from the same CA")
+        }
+        EnsureOutcome::Kept { .. } => {}
+    }
+    Ok(false)
+}
