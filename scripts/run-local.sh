@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Quick start on a fresh Debian machine (as root): builds dockgate, makes sure
+# a distribution registry answers on 127.0.0.1:5000 (installing and starting
+# the docker-registry package if none does), then serves conf/dockgate.toml:
+#   https://<this host>:5443/v2/docker-local/<image>   (CA: certs/ca.crt)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for p in cmake gcc docker-registry curl; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+done
+if ((${#need[@]})); then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
+
+cargo build --release
+
+if ! curl -sf -o /dev/null http://127.0.0.1:5000/v2/; then
+  state=/var/lib/dockgate-quickstart
+  mkdir -p "$state/registry"
+  cat > "$state/registry.yml" <<YML
+version: 0.1
+storage:
+  filesystem:
+    rootdirectory: $state/registry
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:5000
+  secret: $(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+YML
+  echo "==> starting a local registry on 127.0.0.1:5000 (data in $state/registry, log in $state/registry.log)"
+  nohup /usr/bin/docker-registry serve "$state/registry.yml" > "$state/registry.log" 2>&1 &
+  for _ in $(seq 50); do curl -sf -o /dev/null http://127.0.0.1:5000/v2/ && break; sleep 0.2; done
+  curl -sf -o /dev/null http://127.0.0.1:5000/v2/ || { echo "the registry did not come up; see $state/registry.log" >&2; exit 1; }
+fi
+
+./target/release/dockgate check --config conf/dockgate.toml
+echo "==> dockgate on https://0.0.0.0:5443 (path method: <host>:5443/docker-local/<image>); clients trust certs/ca.crt"
+exec ./target/release/dockgate serve --config conf/dockgate.toml
