@@ -154,6 +154,7 @@ pub fn serve(path: &Path) -> Result<(), String> {
         backends = ?crate::upstream::describe(&cfg.backends),
         "dockgate serving"
     );
+    first_health_check(&shared);
     let signals = Signals {
         shared,
         path: path.to_path_buf(),
@@ -252,5 +253,21 @@ fn set_cert_expiry(metrics: &Metrics, store: &CertStore) {
             .cert_expiry
             .with_label_values(&[name.as_str()])
             .set(t as f64);
+    }
+}
+
+/// One health-check round before serving, so the first `GET /v2/` already
+/// knows which backends want credentials. Its own runtime and connector:
+/// pingora's runtimes start only in `run`.
+fn first_health_check(shared: &Arc<Shared>) {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return tracing::warn!(error = %e, "skipping the first health check"),
+    };
+    let check = HealthCheck { shared: shared.clone() };
+    let connector = pingora::connectors::http::Connector::new(None);
+    let done = rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), check.check_all(&connector)).await });
+    if done.is_err() {
+        tracing::warn!("first health check timed out; backends will be checked again shortly");
     }
 }

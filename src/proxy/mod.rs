@@ -88,6 +88,50 @@ impl Gateway {
         ctx.target = Some(t);
     }
 
+    /// Passthrough mode: when the backend behind this listener (on a path
+    /// listener: any backend) wants credentials, `GET /v2/` goes there, so
+    /// clients see its challenge and send credentials. Otherwise dockgate
+    /// answers it, and stays up when a backend is down.
+    fn prepare_ping(&self, ctx: &mut Ctx, method: &ListenMethod) -> bool {
+        let Some(rt) = ctx.rt.clone() else {
+            return false;
+        };
+        let wants = self
+            .shared
+            .auth_required
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default();
+        let repo = match route::listener_repo(&rt.cfg, method, Some(&ctx.client_host)) {
+            Ok(Some(r)) if wants.contains(&r.backend.name) => r,
+            Ok(None) => match rt
+                .cfg
+                .repositories
+                .values()
+                .find(|r| wants.contains(&r.backend.name))
+            {
+                Some(r) => r.clone(),
+                None => return false,
+            },
+            _ => return false,
+        };
+        let b = repo.backend.clone();
+        ctx.upstream_uri = format!("{}/", b.v2_prefix_for(&repo.key));
+        ctx.view = Some(View {
+            client_origin: format!("https://{}", ctx.client_host),
+            backend_authorities: vec![b.authority.clone(), ctx.client_host.clone()],
+            backend_name: b.name.clone(),
+            v2_prefix: b.v2_prefix_for(&repo.key),
+            name_prefix: repo.name_prefix.clone(),
+            client_prefix: match method {
+                ListenMethod::Path => format!("{}/", repo.key),
+                _ => String::new(),
+            },
+        });
+        ctx.backend = Some(b);
+        true
+    }
+
     /// `/_dockgate/realm/<backend>/<path>`: a backend's token endpoint,
     /// reached through dockgate with scopes mapped to backend names.
     fn prepare_realm(
@@ -144,6 +188,9 @@ impl ProxyHttp for Gateway {
         ctx.client_host = self.client_host(s);
         let method = rt.method_of(self.addr, &self.method);
         let path = s.req_header().uri.path().to_string();
+        if let Some(e) = oversized(s.req_header()) {
+            return respond::error(s, &e).await.map(|_| true);
+        }
         if let Some(rest) = path.strip_prefix(REALM_PREFIX) {
             ctx.operation = Some(Operation::Token);
             ctx.repo_label = NO_REPO.to_string();
@@ -180,6 +227,9 @@ impl ProxyHttp for Gateway {
                 ctx.repo_label = NO_REPO.to_string();
                 if auth.is_some() && principal.user().is_none() {
                     return self.challenge_ping(s, ctx).await;
+                }
+                if auth.is_none() && self.prepare_ping(ctx, &method) {
+                    return Ok(false);
                 }
                 respond::json(s, 200, &[], b"{}".to_vec())
                     .await
@@ -322,6 +372,28 @@ impl ProxyHttp for Gateway {
             can_reuse_downstream: false,
         }
     }
+}
+
+/// Registry requests carry small headers; refuse big ones in the registry
+/// format (pingora itself answers a bare 400 only above 1 MiB).
+const MAX_REQUEST_HEAD: usize = 64 << 10;
+
+fn oversized(req: &RequestHeader) -> Option<RegistryError> {
+    let size: usize = req.uri.to_string().len()
+        + req
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum::<usize>();
+    (size > MAX_REQUEST_HEAD).then(|| {
+        RegistryError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            crate::oci::ErrorCode::Unsupported,
+            format!(
+                "request line and headers of {size} bytes exceed the {MAX_REQUEST_HEAD} byte limit"
+            ),
+        )
+    })
 }
 
 impl Gateway {

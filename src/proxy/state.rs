@@ -8,6 +8,7 @@ use crate::policy::auth::Authenticator;
 use crate::upstream::Peers;
 use arc_swap::ArcSwap;
 use pingora::connectors::http::Connector;
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -40,6 +41,9 @@ pub struct Shared {
     pub access_log: AccessLog,
     /// Serialises config rewrites (admin API) and reloads.
     pub reload_lock: Mutex<()>,
+    /// Backends whose health check was answered 401: in passthrough mode a
+    /// ping must reach them so clients learn to send credentials.
+    pub auth_required: Mutex<HashSet<String>>,
 }
 
 /// Counts a request as in flight for as long as it lives.
@@ -67,6 +71,7 @@ impl Shared {
             metrics,
             access_log,
             reload_lock: Mutex::new(()),
+            auth_required: Mutex::new(HashSet::new()),
         })
     }
 

@@ -51,36 +51,7 @@ pub fn route(
     let Some(api) = oci::path::parse(path)? else {
         return Ok(None);
     };
-    let fixed_repo = |cfg: &Config| -> Result<Option<Arc<Repository>>, RegistryError> {
-        match method {
-            ListenMethod::Path => Ok(None),
-            ListenMethod::Port { repository } => cfg
-                .repositories
-                .get(repository)
-                .cloned()
-                .map(Some)
-                .ok_or_else(|| {
-                    RegistryError::name_unknown(format!(
-                        "repository {repository:?} is not configured"
-                    ))
-                }),
-            ListenMethod::Subdomain { base_domain } => {
-                let h = host.map(host_name).unwrap_or_default();
-                let key = h
-                    .strip_suffix(base_domain.as_str())
-                    .and_then(|k| k.strip_suffix('.'))
-                    .filter(|k| !k.is_empty() && !k.contains('.'));
-                let Some(key) = key else {
-                    return Err(RegistryError::name_unknown(format!(
-                        "host {h:?} names no repository: use <repository-key>.{base_domain}"
-                    )));
-                };
-                cfg.repositories.get(key).cloned().map(Some).ok_or_else(|| {
-                    RegistryError::name_unknown(format!("repository {key:?} is not configured"))
-                })
-            }
-        }
-    };
+    let fixed_repo = |cfg: &Config| listener_repo(cfg, method, host);
     match api {
         ApiPath::Ping => Ok(Some(Routed::Ping)),
         ApiPath::Catalog => Ok(Some(match fixed_repo(cfg)? {
@@ -142,6 +113,32 @@ pub fn route(
                 endpoint: None,
                 backend_path,
             })))
+        }
+    }
+}
+
+/// The one repository a subdomain or port listener addresses; None for
+/// path listeners, whose repository is in the path.
+pub fn listener_repo(
+    cfg: &Config,
+    method: &ListenMethod,
+    host: Option<&str>,
+) -> Result<Option<Arc<Repository>>, RegistryError> {
+    match method {
+        ListenMethod::Path => Ok(None),
+        ListenMethod::Port { repository } => lookup(cfg, repository).map(Some),
+        ListenMethod::Subdomain { base_domain } => {
+            let h = host.map(host_name).unwrap_or_default();
+            let key = h
+                .strip_suffix(base_domain.as_str())
+                .and_then(|k| k.strip_suffix('.'))
+                .filter(|k| !k.is_empty() && !k.contains('.'));
+            let Some(key) = key else {
+                return Err(RegistryError::name_unknown(format!(
+                    "host {h:?} names no repository: use <repository-key>.{base_domain}"
+                )));
+            };
+            lookup(cfg, key).map(Some)
         }
     }
 }

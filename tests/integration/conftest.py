@@ -16,26 +16,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from dgtest.backend import Registry  # noqa: E402
 from dgtest.gateway import BASE_DOMAIN, Gateway, dockgate_bin, gateway_config  # noqa: E402
-from dgtest.pki import make_pki  # noqa: E402
+from dgtest.pki import make_pki, make_pki_dockgate  # noqa: E402
 from dgtest.tools import ClientEnv  # noqa: E402
-
-# Repository keys that tests address through the subdomain listener.
-SUBDOMAIN_KEYS = ["docker-local", "team-a", "team-b", "remote-hub", "dead", "live"]
-HOSTS_MARK = "# dockgate-integration-tests"
-
-# The standard layout of the session gateway: one backend, three keys.
-STANDARD_REPOSITORIES = {
-    "docker-local": {"backend": "main", "type": "local"},
-    "team-a": {"backend": "main", "type": "local", "name_prefix": "team-a/"},
-    "team-b": {"backend": "main", "type": "local", "name_prefix": "team-b/"},
-}
-STANDARD_LISTENERS = [
-    {"method": "path"},
-    {"method": "subdomain", "base_domain": BASE_DOMAIN},
-    {"method": "port", "repository": "docker-local"},
-    {"method": "port", "repository": "team-a"},
-]
-
+from dgtest.standard import (HOSTS_MARK, STANDARD_LISTENERS, STANDARD_REPOSITORIES,  # noqa: E402
+                             SUBDOMAIN_KEYS)
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
 def pytest_runtest_makereport(item, call):
@@ -54,11 +38,15 @@ def _failed(request):
 
 # PKI, hosts ------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def pki(tmp_path_factory):
+def pki(tmp_path_factory, request):
     """CA + server cert (SANs 127.0.0.1, ::1, localhost, *.registry.localhost).
 
-    The one place certificates are made; switch to `dockgate cert generate` here later.
+    The one place the session's certificates are made: with the openssl CLI by default,
+    with `dockgate cert generate` when DOCKGATE_TEST_PKI=dockgate.
     """
+    if os.environ.get("DOCKGATE_TEST_PKI", "openssl") == "dockgate":
+        binary = request.getfixturevalue("dockgate_binary")
+        return make_pki_dockgate(tmp_path_factory.mktemp("pki"), binary)
     return make_pki(tmp_path_factory.mktemp("pki"))
 
 
@@ -122,16 +110,17 @@ def dockgate_binary():
 
 @pytest.fixture
 def dockgate(dockgate_binary, pki, tmp_path_factory, request):
-    """dockgate(config_dict_or_toml_text, start=True) -> Gateway; killed on teardown.
+    """dockgate(config_dict_or_toml_text, start=True, env=None, pki_override=None) -> Gateway,
+    stopped (SIGTERM, then SIGKILL) on teardown.
 
     The config is written to a fresh directory next to server.crt/server.key; listener
     addresses left empty get free loopback ports. Logs are printed if the test failed.
     """
     made = []
 
-    def make(config, start=True, env=None):
-        gw = Gateway(config, tmp_path_factory.mktemp("dockgate"), pki, binary=dockgate_binary,
-                     env=env)
+    def make(config, start=True, env=None, pki_override=None):
+        gw = Gateway(config, tmp_path_factory.mktemp("dockgate"), pki_override or pki,
+                     binary=dockgate_binary, env=env)
         made.append(gw)
         return gw.start() if start else gw
 
@@ -153,7 +142,7 @@ def session_gateway(dockgate_binary, pki, registry, etc_hosts, tmp_path_factory)
 
 @pytest.fixture
 def gateway(session_gateway, request):
-    """The shared gateway (keys docker-local, team-a/, team-b/ on `registry`; listeners
+    """The shared gateway (keys docker-local, team-a -> alpha/, team-b -> beta/ on `registry`; listeners
     path, subdomain, port->docker-local, port->team-a). Prints this test's log on failure."""
     if not session_gateway.running:
         pytest.fail("the session dockgate is not running any more (crashed in an earlier "
@@ -167,6 +156,13 @@ def gateway(session_gateway, request):
 
 
 # Clients -----------------------------------------------------------------------------------
+@pytest.fixture
+def backend(registry):
+    """A V2 client talking to the session backend directly (bypassing dockgate)."""
+    from dgtest.client import V2
+    return V2(registry.url)
+
+
 @pytest.fixture
 def client_env(tmp_path, pki):
     """Isolated HOME/TMPDIR/auth for skopeo, buildah and curl; TLS verified with the test CA."""

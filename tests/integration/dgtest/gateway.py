@@ -148,6 +148,9 @@ class Gateway:
             self.config = copy.deepcopy(config)
             self.config.setdefault("server", {}).setdefault("runtime_dir",
                                                             str(self.dir / "run"))
+            # The default metrics address (127.0.0.1:9464) would be shared by every
+            # gateway a test run starts; tests that scrape set their own port.
+            self.config.setdefault("metrics", {}).setdefault("address", "off")
             for l in self.config.get("listen", []):
                 if not l.get("address"):
                     l["address"] = f"127.0.0.1:{free_port()}"

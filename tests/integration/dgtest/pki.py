@@ -62,3 +62,19 @@ def make_pki(directory) -> PKI:
     shutil.copyfile(ca_crt, cert_dir / "ca.crt")
     return PKI(dir=d, ca_crt=ca_crt, ca_key=ca_key, server_crt=crt, server_key=key,
                cert_dir=cert_dir)
+
+
+def make_pki_dockgate(directory, binary) -> PKI:
+    """The same PKI made by `dockgate cert generate` (CA + server cert with the same SANs)."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    args = [binary, "cert", "generate", "--out", d]
+    for san in SERVER_SANS:
+        kind, value = san.split(":", 1)
+        args += ["--ip" if kind == "IP" else "--dns", value]
+    run(args)
+    cert_dir = d / "certdir"
+    cert_dir.mkdir(exist_ok=True)
+    shutil.copyfile(d / "ca.crt", cert_dir / "ca.crt")
+    return PKI(dir=d, ca_crt=d / "ca.crt", ca_key=d / "ca.key", server_crt=d / "server.crt",
+               server_key=d / "server.key", cert_dir=cert_dir)
