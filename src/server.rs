@@ -260,13 +260,20 @@ fn set_cert_expiry(metrics: &Metrics, store: &CertStore) {
 /// knows which backends want credentials. Its own runtime and connector:
 /// pingora's runtimes start only in `run`.
 fn first_health_check(shared: &Arc<Shared>) {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return tracing::warn!(error = %e, "skipping the first health check"),
     };
-    let check = HealthCheck { shared: shared.clone() };
+    let check = HealthCheck {
+        shared: shared.clone(),
+    };
     let connector = pingora::connectors::http::Connector::new(None);
-    let done = rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), check.check_all(&connector)).await });
+    let done = rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(10), check.check_all(&connector)).await
+    });
     if done.is_err() {
         tracing::warn!("first health check timed out; backends will be checked again shortly");
     }
