@@ -21,6 +21,8 @@ use time::format_description::well_known::Rfc3339;
 /// Largest form or JSON body the own endpoints read.
 const SMALL_BODY: usize = 64 << 10;
 
+const BASIC_CHALLENGE: &str = "Basic realm=\"dockgate\"";
+
 fn unauthorized(msg: impl Into<String>) -> RegistryError {
     RegistryError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, msg)
 }
@@ -54,10 +56,10 @@ impl Gateway {
     /// `WWW-Authenticate` for this request's host, optionally for a scope.
     fn challenge(&self, ctx: &Ctx, scope: Option<&str>) -> String {
         let Some(auth) = ctx.rt.as_ref().and_then(|r| r.auth.as_ref()) else {
-            return "Basic realm=\"dockgate\"".into();
+            return BASIC_CHALLENGE.into();
         };
         match auth.cfg.challenge {
-            Challenge::Basic => "Basic realm=\"dockgate\"".into(),
+            Challenge::Basic => BASIC_CHALLENGE.into(),
             Challenge::Bearer => {
                 let mut c = format!(
                     "Bearer realm=\"https://{}/v2/token\",service=\"{}\"",
@@ -171,10 +173,17 @@ impl Gateway {
         Ok(None)
     }
 
+    /// Reads a small body; None when it was too large and a 413 was sent.
     async fn read_small_body(&self, s: &mut Session) -> Result<Option<Vec<u8>>> {
         let mut buf = BytesMut::new();
         while let Some(chunk) = s.read_request_body().await? {
             if buf.len() + chunk.len() > SMALL_BODY {
+                let e = RegistryError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    ErrorCode::SizeInvalid,
+                    format!("body larger than {SMALL_BODY} bytes"),
+                );
+                respond::error(s, &e).await?;
                 return Ok(None);
             }
             buf.extend_from_slice(&chunk);
@@ -197,15 +206,6 @@ impl Gateway {
             .collect();
         if post {
             let Some(body) = self.read_small_body(s).await? else {
-                respond::error(
-                    s,
-                    &RegistryError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        ErrorCode::SizeInvalid,
-                        "form too large",
-                    ),
-                )
-                .await?;
                 return Ok(true);
             };
             let text = String::from_utf8_lossy(&body).to_string();
@@ -272,12 +272,8 @@ impl Gateway {
                     ),
                     other => unauthorized(other.message()),
                 };
-                respond::error_with(
-                    s,
-                    &e,
-                    &[("WWW-Authenticate", "Basic realm=\"dockgate\"".to_string())],
-                )
-                .await?;
+                respond::error_with(s, &e, &[("WWW-Authenticate", BASIC_CHALLENGE.to_string())])
+                    .await?;
                 return Ok(true);
             }
         };
@@ -349,12 +345,8 @@ impl Gateway {
             Ok(_) => {
                 let e =
                     unauthorized("Basic credentials (user and password or API key) are required");
-                respond::error_with(
-                    s,
-                    &e,
-                    &[("WWW-Authenticate", "Basic realm=\"dockgate\"".to_string())],
-                )
-                .await?;
+                respond::error_with(s, &e, &[("WWW-Authenticate", BASIC_CHALLENGE.to_string())])
+                    .await?;
                 return Ok(true);
             }
             Err(f) => return self.refuse_credentials(s, ctx, f).await,
@@ -437,22 +429,14 @@ impl Gateway {
         }
         let Some(auth) = rt.auth.clone() else {
             let e = unauthorized("changing repository settings needs an admin credential; configure [auth] users first");
-            respond::error_with(
-                s,
-                &e,
-                &[("WWW-Authenticate", "Basic realm=\"dockgate\"".to_string())],
-            )
-            .await?;
+            respond::error_with(s, &e, &[("WWW-Authenticate", BASIC_CHALLENGE.to_string())])
+                .await?;
             return Ok(true);
         };
         if principal.user().is_none() {
             let e = unauthorized("an admin credential is required");
-            respond::error_with(
-                s,
-                &e,
-                &[("WWW-Authenticate", "Basic realm=\"dockgate\"".to_string())],
-            )
-            .await?;
+            respond::error_with(s, &e, &[("WWW-Authenticate", BASIC_CHALLENGE.to_string())])
+                .await?;
             return Ok(true);
         }
         if !auth.may_administer(&principal, &repo) {
@@ -468,15 +452,6 @@ impl Gateway {
             return Ok(true);
         }
         let Some(body) = self.read_small_body(s).await? else {
-            respond::error(
-                s,
-                &RegistryError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    ErrorCode::SizeInvalid,
-                    "body too large",
-                ),
-            )
-            .await?;
             return Ok(true);
         };
         let edits = match admin::repositories::edits(&repo, &body) {

@@ -141,17 +141,6 @@ pub fn failure(e: &Error, ctx: &Ctx) -> Option<RegistryError> {
     Some(RegistryError::new(status, code, msg))
 }
 
-/// Hop-by-hop headers never relayed from a backend answer we re-send.
-pub const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-    "transfer-encoding",
-];
-
 /// A bounded label for an upstream failure.
 pub fn error_kind(e: &Error) -> &'static str {
     match e.etype() {

@@ -103,7 +103,8 @@ impl Gateway {
                     .headers
                     .iter()
                     .filter(|(k, _)| {
-                        !edits::HOP_BY_HOP.contains(&k.as_str()) && k.as_str() != "content-length"
+                        !crate::upstream::HOP_BY_HOP.contains(&k.as_str())
+                            && k.as_str() != "content-length"
                     })
                     .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.to_string(), v.to_string())))
                     .collect();

@@ -84,6 +84,17 @@ impl Peers {
     }
 }
 
+/// Hop-by-hop headers: never relayed by dockgate's own requests and answers.
+pub const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "transfer-encoding",
+];
+
 /// A small buffered GET for dockgate's own calls (catalog, health checks).
 pub async fn get(
     connector: &Connector,
@@ -119,15 +130,7 @@ pub async fn request(
     s.set_read_timeout(Some(backend.read_timeout));
     s.set_write_timeout(Some(backend.write_timeout));
     req.set_version(http::Version::HTTP_11);
-    for h in [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "upgrade",
-        "transfer-encoding",
-    ] {
+    for h in HOP_BY_HOP {
         req.remove_header(h);
     }
     if let Some(b) = &body {
