@@ -40,21 +40,26 @@ pub fn record(shared: &Shared, s: &Session, ctx: &Ctx) {
         m.upstream_errors.with_label_values(&[backend, kind]).inc();
     }
     let image = ctx.target.as_ref().map(|t| t.image.as_str()).unwrap_or("");
-    shared.access_log.write(&Record {
-        time: time::OffsetDateTime::now_utc()
-            .format(&Rfc3339)
-            .unwrap_or_default(),
-        client: s.client_addr().map(|a| a.to_string()).unwrap_or_default(),
-        user: ctx.user.as_deref().unwrap_or(""),
-        repository: repo,
-        image,
-        operation: op.as_str(),
-        method: method.as_str(),
-        status,
-        bytes_in: ctx.bytes_in,
-        bytes_out,
-        duration_ms: (elapsed.as_secs_f64() * 1e6).round() / 1e3,
-        backend,
-        backend_status: ctx.backend_status,
-    });
+    // This request still counts itself as in flight.
+    let alone = shared.inflight.load(std::sync::atomic::Ordering::Relaxed) <= 1;
+    shared.access_log.write(
+        &Record {
+            time: time::OffsetDateTime::now_utc()
+                .format(&Rfc3339)
+                .unwrap_or_default(),
+            client: s.client_addr().map(|a| a.to_string()).unwrap_or_default(),
+            user: ctx.user.as_deref().unwrap_or(""),
+            repository: repo,
+            image,
+            operation: op.as_str(),
+            method: method.as_str(),
+            status,
+            bytes_in: ctx.bytes_in,
+            bytes_out,
+            duration_ms: (elapsed.as_secs_f64() * 1e6).round() / 1e3,
+            backend,
+            backend_status: ctx.backend_status,
+        },
+        alone,
+    );
 }
