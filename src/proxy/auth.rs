@@ -23,6 +23,18 @@ const SMALL_BODY: usize = 64 << 10;
 
 const BASIC_CHALLENGE: &str = "Basic realm=\"dockgate\"";
 
+/// 429 while throttled, otherwise 401.
+fn refusal(f: &Failure) -> RegistryError {
+    match f {
+        Failure::Locked => RegistryError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::Toomanyrequests,
+            f.message(),
+        ),
+        other => unauthorized(other.message()),
+    }
+}
+
 fn unauthorized(msg: impl Into<String>) -> RegistryError {
     RegistryError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, msg)
 }
@@ -86,14 +98,7 @@ impl Gateway {
             .with_label_values(&[ctx.repo_label.as_str()])
             .inc();
         tracing::info!(repository = %ctx.repo_label, reason = %f.message(), "authentication failed");
-        let e = match f {
-            Failure::Locked => RegistryError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                ErrorCode::Toomanyrequests,
-                f.message(),
-            ),
-            other => unauthorized(other.message()),
-        };
+        let e = refusal(&f);
         let ch = self.challenge(ctx, None);
         respond::error_with(s, &e, &[("WWW-Authenticate", ch)]).await?;
         Ok(true)
@@ -264,14 +269,7 @@ impl Gateway {
                     .auth_failures
                     .with_label_values(&[NO_REPO])
                     .inc();
-                let e = match f {
-                    Failure::Locked => RegistryError::new(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        ErrorCode::Toomanyrequests,
-                        f.message(),
-                    ),
-                    other => unauthorized(other.message()),
-                };
+                let e = refusal(&f);
                 respond::error_with(s, &e, &[("WWW-Authenticate", BASIC_CHALLENGE.to_string())])
                     .await?;
                 return Ok(true);
