@@ -149,7 +149,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
 
     let auth = match &raw.auth {
         None => None,
-        Some(a) => Some(auth(&cx, a, &tls, &repositories)?),
+        Some(a) => Some(auth(&cx, a, &tls)?),
     };
 
     Ok(Config {
@@ -168,12 +168,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
 /// Keys dockgate answers itself under /v2/ and so cannot be repositories.
 pub const RESERVED_KEYS: [&str; 2] = ["token", "auth"];
 
-fn auth(
-    cx: &Ctx,
-    a: &super::file::AuthFile,
-    tls: &Tls,
-    repositories: &BTreeMap<String, Arc<Repository>>,
-) -> Result<Auth, ConfigError> {
+fn auth(cx: &Ctx, a: &super::file::AuthFile, tls: &Tls) -> Result<Auth, ConfigError> {
     let challenge = match a.challenge.as_deref().unwrap_or("bearer") {
         "bearer" => Challenge::Bearer,
         "basic" => Challenge::Basic,
@@ -200,7 +195,6 @@ fn auth(
             .map(Path::to_path_buf)
             .unwrap_or_else(|| cx.dir.to_path_buf()),
     };
-    let _ = repositories;
     Ok(Auth {
         htpasswd: cx.path(&a.htpasswd),
         challenge,

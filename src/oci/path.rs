@@ -2,7 +2,7 @@
 //! segments, so the API keyword is found from the right.
 
 use super::error::{ErrorCode, RegistryError};
-use super::names::{is_valid_digest, is_valid_name, is_valid_reference, is_valid_tag};
+use super::names::{is_valid_digest, is_valid_name, is_valid_reference};
 use http::StatusCode;
 
 /// What a `/v2/<name>/...` request addresses inside one repository.
@@ -129,11 +129,6 @@ pub fn parse(path: &str) -> Result<Option<ApiPath<'_>>, RegistryError> {
         _ => {}
     }
     Ok(Some(ApiPath::Repo { name, endpoint }))
-}
-
-/// True when `r` is a tag (not a digest); used for policy and metrics.
-pub fn is_tag(r: &str) -> bool {
-    is_valid_tag(r)
 }
 
 #[cfg(test)]

@@ -73,17 +73,7 @@ impl Gateway {
             None => t.backend_path.clone(),
         };
         let b = &t.repo.backend;
-        ctx.view = Some(View {
-            client_origin: format!("https://{host}"),
-            backend_authorities: vec![b.authority.clone(), host.clone()],
-            backend_name: b.name.clone(),
-            v2_prefix: b.v2_prefix_for(&t.repo.key),
-            name_prefix: t.repo.name_prefix.clone(),
-            client_prefix: match method {
-                ListenMethod::Path => format!("{}/", t.repo.key),
-                _ => String::new(),
-            },
-        });
+        ctx.view = Some(View::new(&host, &t.repo, method));
         ctx.backend = Some(b.clone());
         ctx.target = Some(t);
     }
@@ -117,17 +107,7 @@ impl Gateway {
         };
         let b = repo.backend.clone();
         ctx.upstream_uri = format!("{}/", b.v2_prefix_for(&repo.key));
-        ctx.view = Some(View {
-            client_origin: format!("https://{}", ctx.client_host),
-            backend_authorities: vec![b.authority.clone(), ctx.client_host.clone()],
-            backend_name: b.name.clone(),
-            v2_prefix: b.v2_prefix_for(&repo.key),
-            name_prefix: repo.name_prefix.clone(),
-            client_prefix: match method {
-                ListenMethod::Path => format!("{}/", repo.key),
-                _ => String::new(),
-            },
-        });
+        ctx.view = Some(View::new(&ctx.client_host, &repo, method));
         ctx.backend = Some(b);
         true
     }
@@ -379,7 +359,7 @@ impl ProxyHttp for Gateway {
 const MAX_REQUEST_HEAD: usize = 64 << 10;
 
 fn oversized(req: &RequestHeader) -> Option<RegistryError> {
-    let size: usize = req.uri.to_string().len()
+    let size: usize = req.uri.path_and_query().map_or(0, |p| p.as_str().len())
         + req
             .headers
             .iter()

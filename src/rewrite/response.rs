@@ -4,6 +4,7 @@
 
 use super::request::map_scope;
 use super::REALM_PREFIX;
+use crate::config::{ListenMethod, Repository};
 
 /// How one backend repository appears to the client.
 #[derive(Debug, Clone)]
@@ -23,6 +24,23 @@ pub struct View {
 }
 
 impl View {
+    /// How `repo` looks to a client that reached `client_host` through a
+    /// listener with `method`.
+    pub fn new(client_host: &str, repo: &Repository, method: &ListenMethod) -> Self {
+        let b = &repo.backend;
+        Self {
+            client_origin: format!("https://{client_host}"),
+            backend_authorities: vec![b.authority.clone(), client_host.to_string()],
+            backend_name: b.name.clone(),
+            v2_prefix: b.v2_prefix_for(&repo.key),
+            name_prefix: repo.name_prefix.clone(),
+            client_prefix: match method {
+                ListenMethod::Path => format!("{}/", repo.key),
+                _ => String::new(),
+            },
+        }
+    }
+
     /// Backend image name → client name; None when outside the prefix.
     pub fn client_name(&self, backend_name: &str) -> Option<String> {
         let image = backend_name.strip_prefix(self.name_prefix.as_str())?;
