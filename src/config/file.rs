@@ -45,6 +45,7 @@ pub struct AuthFile {
     pub emails: BTreeMap<String, String>,
     pub max_failures: Option<u32>,
     pub lockout_seconds: Option<u64>,
+    pub max_users_per_address: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -130,6 +131,9 @@ pub struct RepositoryFile {
     pub write: Vec<String>,
     #[serde(default)]
     pub admin: Vec<String>,
+    /// Accept that this repository's backend namespace holds another's.
+    #[serde(default)]
+    pub allow_overlap: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -2,6 +2,7 @@
 //! domain types below. Errors name the file and the key.
 
 mod file;
+pub mod overlap;
 mod validate;
 
 pub use validate::{load, parse};
@@ -55,6 +56,8 @@ pub struct Auth {
     pub emails: BTreeMap<String, String>,
     pub max_failures: u32,
     pub lockout: Duration,
+    /// Distinct failing users from one address before it is locked.
+    pub max_users_per_address: u32,
 }
 
 /// Who may do what in one repository. Entries are user or group names.

@@ -86,6 +86,16 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             "at least one [repositories.KEY] is required",
         ));
     }
+    for (wide, narrow) in super::overlap::overlaps(&repositories) {
+        let allowed = |k: &str| raw.repositories.get(k).is_some_and(|r| r.allow_overlap);
+        let equal = wide.name_prefix == narrow.name_prefix;
+        if !(allowed(&wide.key) || (equal && allowed(&narrow.key))) {
+            return Err(cx.err(
+                format!("repositories.{}", wide.key),
+                super::overlap::explain(wide, narrow),
+            ));
+        }
+    }
 
     if raw.listen.is_empty() {
         return Err(cx.err("listen", "at least one [[listen]] is required"));
@@ -207,6 +217,7 @@ fn auth(cx: &Ctx, a: &super::file::AuthFile, tls: &Tls) -> Result<Auth, ConfigEr
         emails: a.emails.clone(),
         max_failures: a.max_failures.unwrap_or(5).max(1),
         lockout: Duration::from_secs(a.lockout_seconds.unwrap_or(60)),
+        max_users_per_address: a.max_users_per_address.unwrap_or(20).max(2),
     })
 }
 

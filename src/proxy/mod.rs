@@ -7,6 +7,7 @@ mod ctx;
 mod edits;
 mod log;
 mod manifest;
+mod realm;
 pub mod respond;
 pub mod state;
 
@@ -17,7 +18,7 @@ use crate::config::ListenMethod;
 use crate::observe::metrics::{NO_REPO, UNKNOWN_REPO};
 use crate::observe::Operation;
 use crate::oci::{Endpoint, RegistryError};
-use crate::policy::auth::acl::Action;
+use crate::policy::auth::{acl::Action, Decision};
 use crate::rewrite::{request, response::View, REALM_PREFIX};
 use crate::route::{self, Routed};
 use async_trait::async_trait;
@@ -111,42 +112,6 @@ impl Gateway {
         ctx.backend = Some(b);
         true
     }
-
-    /// `/_dockgate/realm/<backend>/<path>`: a backend's token endpoint,
-    /// reached through dockgate with scopes mapped to backend names.
-    fn prepare_realm(
-        &self,
-        s: &Session,
-        ctx: &mut Ctx,
-        rest: &str,
-        method: &ListenMethod,
-    ) -> Result<(), RegistryError> {
-        let Some(rt) = ctx.rt.clone() else {
-            return Err(RegistryError::unsupported("no runtime"));
-        };
-        let (name, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let backend = rt
-            .cfg
-            .backends
-            .get(name)
-            .cloned()
-            .ok_or_else(|| RegistryError::name_unknown(format!("no backend {name:?}")))?;
-        let host = ctx.client_host.clone();
-        let names = |n: &str| {
-            route::backend_name_of(&rt.cfg, method, Some(&host), n).map(|(r, b)| (r.key.clone(), b))
-        };
-        let query = s
-            .req_header()
-            .uri
-            .query()
-            .map(|q| request::token_query(q, &names));
-        ctx.upstream_uri = match query {
-            Some(q) if !q.is_empty() => format!("/{path}?{q}"),
-            _ => format!("/{path}"),
-        };
-        ctx.backend = Some(backend);
-        Ok(())
-    }
 }
 
 #[async_trait]
@@ -174,10 +139,8 @@ impl ProxyHttp for Gateway {
         if let Some(rest) = path.strip_prefix(REALM_PREFIX) {
             ctx.operation = Some(Operation::Token);
             ctx.repo_label = NO_REPO.to_string();
-            return match self.prepare_realm(s, ctx, rest, &method) {
-                Ok(()) => Ok(false),
-                Err(e) => respond::error(s, &e).await.map(|_| true),
-            };
+            let rest = rest.to_string();
+            return self.realm(s, ctx, &rest, &method).await;
         }
         if let Some(done) = self.own_endpoint(s, ctx, &path, &method).await? {
             return Ok(done);
@@ -249,14 +212,18 @@ impl ProxyHttp for Gateway {
                     s.req_header().uri.query(),
                 ));
                 if let Some(a) = &auth {
-                    let name = if t.image.is_empty() {
-                        t.repo.key.clone()
-                    } else {
-                        route::client_name(&method, &t.repo, &t.image)
-                    };
                     let action = Action::for_method(&req_method);
-                    if !a.allowed(&principal, &t.repo, &name, action) {
-                        return self.refuse_access(s, ctx, &principal, &name, action).await;
+                    let target = route::auth_target(&rt.cfg, t.repo.clone(), &t.image);
+                    let decision = a.decide(&principal, &target, action);
+                    if decision != Decision::Allow {
+                        let name = if t.image.is_empty() {
+                            t.repo.key.clone()
+                        } else {
+                            route::client_name(&method, &t.repo, &t.image)
+                        };
+                        return self
+                            .refuse_access(s, ctx, &principal, &name, action, decision)
+                            .await;
                     }
                 }
                 let manifest_put = matches!(t.endpoint, Some(Endpoint::Manifest(_)))
@@ -310,6 +277,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> Result<()> {
         ctx.backend_status = Some(resp.status.as_u16());
+        self.learn_realms(resp, ctx);
         edits::downstream_response(resp, ctx)?;
         self.check_pull(resp, ctx)
     }

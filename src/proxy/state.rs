@@ -44,6 +44,8 @@ pub struct Shared {
     /// Backends whose health check was answered 401: in passthrough mode a
     /// ping must reach them so clients learn to send credentials.
     pub auth_required: Mutex<HashSet<String>>,
+    /// Token realm paths each backend advertised (the realm route's targets).
+    pub realms: crate::rewrite::realm::Realms,
 }
 
 /// Counts a request as in flight for as long as it lives.
@@ -72,6 +74,7 @@ impl Shared {
             access_log,
             reload_lock: Mutex::new(()),
             auth_required: Mutex::new(HashSet::new()),
+            realms: Default::default(),
         })
     }
 
