@@ -5,6 +5,7 @@
 
 use crate::config::{self, Config};
 use crate::policy::auth::Authenticator;
+use crate::route::host::HostNames;
 use crate::tls::{ensure_server_cert, CertSpec, CertStore, EnsureOutcome, GenerateOptions};
 use crate::upstream::Peers;
 use std::path::Path;
@@ -17,6 +18,8 @@ pub struct Prepared {
     pub certs: Vec<CertSpec>,
     /// None in passthrough mode, and in `check` mode.
     pub auth: Option<Arc<Authenticator>>,
+    /// The `Host` names requests may carry.
+    pub hosts: Arc<HostNames>,
 }
 
 /// Whether `prepare` may write files (generate certificates).
@@ -54,12 +57,26 @@ pub fn prepare(path: &Path, mode: Mode) -> Result<Prepared, String> {
             Authenticator::open(a).map_err(|e| format!("{file}: auth: {e}"))?,
         )),
     };
+    let hosts = Arc::new(HostNames::new(&cfg, &cert_names(&certs)));
     Ok(Prepared {
         cfg: Arc::new(cfg),
         peers,
         certs,
         auth,
+        hosts,
     })
+}
+
+/// DNS and IP names of the served certificates (those readable now).
+fn cert_names(certs: &[CertSpec]) -> Vec<String> {
+    certs
+        .iter()
+        .filter_map(|c| crate::tls::inspect::inspect(&c.cert, None).ok())
+        .flat_map(|r| {
+            let ips: Vec<String> = r.facts.ip_sans.iter().map(|i| i.to_string()).collect();
+            r.facts.dns_sans.into_iter().chain(ips)
+        })
+        .collect()
 }
 
 fn cert_specs(cfg: &Config) -> Vec<CertSpec> {

@@ -55,6 +55,10 @@ pub struct ServerFile {
     pub grace_period_seconds: Option<u64>,
     pub graceful_shutdown_timeout_seconds: Option<u64>,
     pub runtime_dir: Option<String>,
+    /// Extra names (or IPs) clients may use in `Host`, beyond the
+    /// certificates' names, listener addresses and subdomains.
+    #[serde(default)]
+    pub public_hosts: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

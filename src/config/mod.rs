@@ -75,6 +75,8 @@ pub struct Server {
     pub grace_period: Duration,
     pub graceful_shutdown_timeout: Duration,
     pub runtime_dir: PathBuf,
+    /// Extra `Host` names clients may use (`[server] public_hosts`).
+    pub public_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

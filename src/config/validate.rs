@@ -67,6 +67,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             raw.server.graceful_shutdown_timeout_seconds.unwrap_or(5),
         ),
         runtime_dir: cx.path(raw.server.runtime_dir.as_deref().unwrap_or("/run/dockgate")),
+        public_hosts: public_hosts(&cx, &raw.server.public_hosts)?,
     };
 
     let tls = tls(&cx, &raw)?;
@@ -561,3 +562,23 @@ fn listener(
 
 #[cfg(test)]
 mod tests;
+
+/// `[server] public_hosts`: host names or IPs, without scheme or path.
+fn public_hosts(cx: &Ctx, hosts: &[String]) -> Result<Vec<String>, ConfigError> {
+    for (i, h) in hosts.iter().enumerate() {
+        let name = crate::route::host_name(h);
+        let ok = !name.is_empty()
+            && !h.contains("://")
+            && !h.contains('/')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '*'));
+        if !ok {
+            return Err(cx.err(
+                format!("server.public_hosts[{i}]"),
+                format!("{h:?} is not a host name or IP (no scheme, no path)"),
+            ));
+        }
+    }
+    Ok(hosts.to_vec())
+}

@@ -535,6 +535,7 @@ impl Gateway {
             cfg: Arc::new(cfg),
             peers: prepared.peers,
             auth: prepared.auth,
+            hosts: prepared.hosts,
         };
         self.shared.current.store(Arc::new(rt));
         Ok(())

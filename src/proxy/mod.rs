@@ -20,7 +20,7 @@ use crate::observe::Operation;
 use crate::oci::{Endpoint, RegistryError};
 use crate::policy::auth::{acl::Action, Decision};
 use crate::rewrite::{request, response::View, REALM_PREFIX};
-use crate::route::{self, Routed};
+use crate::route::{self, host::HostNames, Routed};
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::StatusCode;
@@ -134,6 +134,9 @@ impl ProxyHttp for Gateway {
         let method = rt.method_of(self.addr, &self.method);
         let path = s.req_header().uri.path().to_string();
         if let Some(e) = oversized(s.req_header()) {
+            return respond::error(s, &e).await.map(|_| true);
+        }
+        if let Some(e) = misdirected(s.req_header(), &rt.hosts) {
             return respond::error(s, &e).await.map(|_| true);
         }
         if let Some(rest) = path.strip_prefix(REALM_PREFIX) {
@@ -342,6 +345,29 @@ fn oversized(req: &RequestHeader) -> Option<RegistryError> {
             ),
         )
     })
+}
+
+/// 421 for a `Host` or `:authority` that is not one of dockgate's names:
+/// absolute URLs are built from it, so it must never be the client's
+/// choice. 421 (not 400) says "not this server", which clients and h2
+/// connection reuse understand.
+fn misdirected(req: &RequestHeader, hosts: &HostNames) -> Option<RegistryError> {
+    let authority = req.uri.authority().map(|a| a.as_str().to_string());
+    let header = req
+        .headers
+        .get_all("host")
+        .iter()
+        .map(|h| h.to_str().unwrap_or("\u{0}").to_string());
+    let bad = authority
+        .into_iter()
+        .chain(header)
+        .find(|h| !hosts.allows(h))?;
+    let shown: String = bad.chars().take(100).collect();
+    Some(RegistryError::new(
+        StatusCode::MISDIRECTED_REQUEST,
+        crate::oci::ErrorCode::Denied,
+        format!("host {shown:?} is not served here; use a name of this gateway's certificate or [server] public_hosts"),
+    ))
 }
 
 impl Gateway {

@@ -19,6 +19,8 @@ pub struct Runtime {
     pub peers: Peers,
     /// None: passthrough mode.
     pub auth: Option<Arc<Authenticator>>,
+    /// The `Host` names requests may carry.
+    pub hosts: Arc<crate::route::host::HostNames>,
 }
 
 impl From<crate::runtime::Prepared> for Runtime {
@@ -27,6 +29,7 @@ impl From<crate::runtime::Prepared> for Runtime {
             cfg: p.cfg,
             peers: p.peers,
             auth: p.auth,
+            hosts: p.hosts,
         }
     }
 }

@@ -5,6 +5,8 @@
 use crate::config::{Config, ListenMethod, Repository};
 use crate::oci::{self, ApiPath, Endpoint, RegistryError};
 pub use crate::policy::auth::Target;
+
+pub mod host;
 use std::sync::Arc;
 
 #[derive(Debug, Clone)]
