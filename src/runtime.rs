@@ -57,7 +57,8 @@ pub fn prepare(path: &Path, mode: Mode) -> Result<Prepared, String> {
             Authenticator::open(a).map_err(|e| format!("{file}: auth: {e}"))?,
         )),
     };
-    let hosts = Arc::new(HostNames::new(&cfg, &cert_names(&certs)));
+    let local_ips = crate::tls::detect::local_addresses().unwrap_or_default();
+    let hosts = Arc::new(HostNames::new(&cfg, &cert_names(&certs), &local_ips));
     Ok(Prepared {
         cfg: Arc::new(cfg),
         peers,

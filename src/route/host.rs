@@ -3,8 +3,11 @@
 //! entries, `X-Forwarded-Host` to backends) come from the request's host,
 //! so only configured names are accepted: the served certificates' names
 //! and IPs, `<key>.<base_domain>` on subdomain listeners, listener
-//! addresses, and `[server] public_hosts`. Anything else is refused before
-//! it can be reflected.
+//! addresses, the machine's own IPs (loopback included: an IP of this host
+//! cannot point anywhere else), and `[server] public_hosts`. Anything else is
+//! refused before it can be reflected. DNS names are read from the
+//! certificates at (re)load; IPs of a hot-reloaded certificate are covered
+//! by the machine's own addresses.
 
 use super::host_name;
 use crate::config::{Config, ListenMethod};
@@ -16,6 +19,7 @@ pub struct HostNames {
     exact: HashSet<String>,
     /// `*.suffix` patterns, stored as `.suffix`: one more label matches.
     wildcard: HashSet<String>,
+    local_ips: HashSet<IpAddr>,
 }
 
 fn normalize(name: &str) -> String {
@@ -32,8 +36,11 @@ fn normalize(name: &str) -> String {
 impl HostNames {
     /// From the config and the names (DNS and IP SANs) of the served
     /// certificates.
-    pub fn new(cfg: &Config, cert_names: &[String]) -> Self {
-        let mut h = Self::default();
+    pub fn new(cfg: &Config, cert_names: &[String], local_ips: &[IpAddr]) -> Self {
+        let mut h = Self {
+            local_ips: local_ips.iter().copied().collect(),
+            ..Self::default()
+        };
         for n in cert_names {
             h.add(n);
         }
@@ -81,6 +88,9 @@ impl HostNames {
         }
         if self.exact.contains(&h) {
             return true;
+        }
+        if let Ok(ip) = h.parse::<IpAddr>() {
+            return ip.is_loopback() || self.local_ips.contains(&ip);
         }
         h.split_once('.').is_some_and(|(label, rest)| {
             !label.is_empty() && self.wildcard.contains(&format!(".{rest}"))
@@ -141,7 +151,9 @@ backend = "local"
             ("203.0.113.7", true),
             ("evil.example", false),
             ("evil.example:5443", false),
-            ("127.0.0.2", false),
+            ("127.0.0.2", true),
+            ("192.0.2.10:5443", true),
+            ("192.0.2.11", false),
             ("localhost", false),
             ("", false),
             ("registry.localhost.evil.example", false),
