@@ -113,8 +113,12 @@ impl Gateway {
         Ok(true)
     }
 
-    /// A challenge (401, with the scope, and `error="insufficient_scope"`
-    /// for a token that lacks a scope its user's roles grant) or 403 DENIED.
+    /// A refusal the client can act on. Anonymous: 401 with a challenge for
+    /// the scope. A token lacking a scope its user's roles grant: 403 with
+    /// a challenge carrying `error="insufficient_scope"` and the scope
+    /// (RFC 6750 3.1), which makes clients fetch a wider token; oras-py
+    /// only re-asks after a 403 and retries the same token after a 401.
+    /// A user without the role: 403 DENIED, no challenge.
     pub(super) async fn refuse_access(
         &self,
         s: &mut Session,
@@ -143,13 +147,23 @@ impl Gateway {
             &["pull", action.as_str()]
         };
         let mut ch = self.challenge(ctx, Some(&scope::format(name, actions)));
-        let msg = if insufficient_scope && ch.starts_with("Bearer ") {
+        let e = if insufficient_scope && ch.starts_with("Bearer ") {
             ch.push_str(",error=\"insufficient_scope\"");
-            format!("the token does not grant {} on {name}", action.as_str())
+            RegistryError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Denied,
+                format!(
+                    "the token does not grant {} on {name}: ask the token service for the scope in WWW-Authenticate",
+                    action.as_str()
+                ),
+            )
         } else {
-            format!("authentication required to {} {name}", action.as_str())
+            unauthorized(format!(
+                "authentication required to {} {name}",
+                action.as_str()
+            ))
         };
-        respond::error_with(s, &unauthorized(msg), &[("WWW-Authenticate", ch)]).await?;
+        respond::error_with(s, &e, &[("WWW-Authenticate", ch)]).await?;
         Ok(true)
     }
 

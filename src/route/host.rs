@@ -128,6 +128,7 @@ url = "http://127.0.0.1:5000"
 backend = "local"
 "#;
         let c = crate::config::parse(text, Path::new("/x/d.toml")).unwrap();
+        let local = ["192.0.2.10".parse().unwrap()];
         let h = HostNames::new(
             &c,
             &[
@@ -135,6 +136,7 @@ backend = "local"
                 "*.svc.example".into(),
                 "10.1.2.3".into(),
             ],
+            &local,
         );
         let cases: &[(&str, bool)] = &[
             ("127.0.0.1:5443", true),

@@ -69,8 +69,9 @@ impl Target {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     Allow,
-    /// 401 with a challenge for the scope; `insufficient_scope` when a
-    /// token lacks a scope its user's roles would grant.
+    /// A challenge for the scope: 401 to authenticate, or, with
+    /// `insufficient_scope`, a token that lacks a scope its user's roles
+    /// would grant (answered 403 with the challenge, see `proxy::auth`).
     Challenge {
         insufficient_scope: bool,
     },
