@@ -107,9 +107,15 @@ impl Limiter {
             prune(&mut s, p.lockout, now);
         }
         let c = s.pairs.entry((user.to_string(), ip)).or_default();
-        let stale = c.last.is_none_or(|l| now.duration_since(l) >= p.lockout);
-        if stale && remaining(c.until, now).is_none() {
+        // Forgotten a window after the last failure, or a window after a
+        // lockout ended; a failure soon after a lockout doubles the next.
+        let quiet_since = match (c.last, c.until) {
+            (Some(l), Some(u)) => Some(l.max(u)),
+            (l, u) => l.or(u),
+        };
+        if quiet_since.is_none_or(|t| now.saturating_duration_since(t) >= p.lockout) {
             c.failures = 0;
+            c.until = None;
         }
         c.failures += 1;
         c.last = Some(now);
@@ -178,14 +184,18 @@ mod tests {
         // the same user elsewhere, and others at the same address, are not
         assert!(l.check_at("ci", ip(2), t0).is_ok());
         assert!(l.check_at("alice", ip(1), t0).is_ok());
-        // each further failure doubles the lockout
-        l.failure_at("ci", ip(1), t0);
-        assert_eq!(l.check_at("ci", ip(1), t0), Err(Duration::from_secs(120)));
-        l.failure_at("ci", ip(1), t0);
-        assert_eq!(l.check_at("ci", ip(1), t0), Err(Duration::from_secs(240)));
-        assert!(l
-            .check_at("ci", ip(1), t0 + Duration::from_secs(241))
-            .is_ok());
+        // a failure soon after the lockout doubles the next one
+        let t1 = t0 + Duration::from_secs(61);
+        assert!(l.check_at("ci", ip(1), t1).is_ok());
+        l.failure_at("ci", ip(1), t1);
+        assert_eq!(l.check_at("ci", ip(1), t1), Err(Duration::from_secs(120)));
+        let t2 = t1 + Duration::from_secs(121);
+        l.failure_at("ci", ip(1), t2);
+        assert_eq!(l.check_at("ci", ip(1), t2), Err(Duration::from_secs(240)));
+        // a quiet window after a lockout forgets it
+        let t3 = t2 + Duration::from_secs(240 + 60);
+        l.failure_at("ci", ip(1), t3);
+        assert!(l.check_at("ci", ip(1), t3).is_ok());
         // a success clears the pair
         l.success("ci", ip(1));
         assert!(l.check_at("ci", ip(1), t0).is_ok());
