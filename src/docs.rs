@@ -92,7 +92,10 @@ mod tests {
             let mut out = Vec::new();
             completions(cli(), shell, &mut out);
             let text = String::from_utf8(out).unwrap();
-            assert!(text.contains("serve") && text.contains("generate"), "{shell}");
+            assert!(
+                text.contains("serve") && text.contains("generate"),
+                "{shell}"
+            );
         }
     }
 
