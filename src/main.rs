@@ -1,6 +1,6 @@
 //! The dockgate command line: parse, call the library, map errors to exit codes.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use dockgate::runtime::Mode;
 use dockgate::server;
 use dockgate::tls;
@@ -53,6 +53,13 @@ enum Command {
     /// Manage gateway users ([auth] htpasswd) and their API keys.
     #[command(subcommand)]
     User(UserCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Write the man pages (dockgate.1 and one per subcommand) into a directory.
+    Man {
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -190,6 +197,19 @@ fn main() -> ExitCode {
         },
         Command::Cert(c) => cert(c),
         Command::User(u) => user(u),
+        Command::Completions { shell } => {
+            dockgate::docs::completions(Cli::command(), shell, &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man { out } => match dockgate::docs::man_pages(Cli::command(), &out) {
+            Ok(pages) => {
+                for p in pages {
+                    println!("{}", p.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
     }
 }
 

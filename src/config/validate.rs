@@ -72,6 +72,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             raw.server.graceful_shutdown_timeout_seconds.unwrap_or(5),
         ),
         runtime_dir: cx.path(raw.server.runtime_dir.as_deref().unwrap_or("/run/dockgate")),
+        limits: client_limits(&cx, &raw.server)?,
     };
 
     let tls = tls(&cx, &raw)?;
@@ -569,6 +570,49 @@ fn listener(
         ));
     }
     Ok(Listener { address, method })
+}
+
+/// `[server]` deadlines and the per-client connection cap; zero is refused
+/// (it would mean "no limit" to some readers and "refuse all" to others).
+fn client_limits(
+    cx: &Ctx,
+    raw: &crate::config::file::ServerFile,
+) -> Result<crate::config::ClientLimits, ConfigError> {
+    let d = crate::config::ClientLimits::default();
+    let secs = |key: &str, v: Option<u64>, default: Duration| match v {
+        Some(0) => Err(cx.err(format!("server.{key}"), "must be at least 1")),
+        Some(n) => Ok(Duration::from_secs(n)),
+        None => Ok(default),
+    };
+    Ok(crate::config::ClientLimits {
+        header_timeout: secs(
+            "header_timeout_seconds",
+            raw.header_timeout_seconds,
+            d.header_timeout,
+        )?,
+        keepalive_timeout: secs(
+            "keepalive_timeout_seconds",
+            raw.keepalive_timeout_seconds,
+            d.keepalive_timeout,
+        )?,
+        body_timeout: secs(
+            "body_timeout_seconds",
+            raw.body_timeout_seconds,
+            d.body_timeout,
+        )?,
+        send_timeout: secs(
+            "send_timeout_seconds",
+            raw.send_timeout_seconds,
+            d.send_timeout,
+        )?,
+        max_connections_per_client: match raw.max_connections_per_client {
+            Some(0) => {
+                return Err(cx.err("server.max_connections_per_client", "must be at least 1"))
+            }
+            Some(n) => n,
+            None => d.max_connections_per_client,
+        },
+    })
 }
 
 #[cfg(test)]

@@ -213,8 +213,8 @@ fn new_key(key_type: KeyType) -> Result<KeyPair> {
 fn new_rsa_key(key_type: KeyType, bits: usize) -> Result<KeyPair> {
     use rsa::pkcs8::EncodePrivateKey;
     let failed = |detail: String| TlsError::KeyGeneration { key_type, detail };
-    let key = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, bits)
-        .map_err(|e| failed(e.to_string()))?;
+    let key =
+        rsa::RsaPrivateKey::new(&mut rand_core::OsRng, bits).map_err(|e| failed(e.to_string()))?;
     let der = key.to_pkcs8_der().map_err(|e| failed(e.to_string()))?;
     let pkcs8 = rustls_pki_types::PrivatePkcs8KeyDer::from(der.as_bytes());
     Ok(KeyPair::from_pkcs8_der_and_sign_algo(
