@@ -59,6 +59,11 @@ pub struct ServerFile {
     /// certificates' names, listener addresses and subdomains.
     #[serde(default)]
     pub public_hosts: Vec<String>,
+    pub header_timeout_seconds: Option<u64>,
+    pub keepalive_timeout_seconds: Option<u64>,
+    pub body_timeout_seconds: Option<u64>,
+    pub send_timeout_seconds: Option<u64>,
+    pub max_connections_per_client: Option<usize>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -49,6 +49,8 @@ pub struct Shared {
     pub auth_required: Mutex<HashSet<String>>,
     /// Token realm paths each backend advertised (the realm route's targets).
     pub realms: crate::rewrite::realm::Realms,
+    /// Open downstream connections, per client and per head deadline.
+    pub connections: Arc<super::conn::Connections>,
 }
 
 /// Counts a request as in flight for as long as it lives.
@@ -78,6 +80,7 @@ impl Shared {
             reload_lock: Mutex::new(()),
             auth_required: Mutex::new(HashSet::new()),
             realms: Default::default(),
+            connections: Arc::default(),
         })
     }
 
