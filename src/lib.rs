@@ -15,6 +15,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod migrate;
 pub mod observe;
 pub mod oci;
 pub mod policy;

@@ -44,6 +44,9 @@ enum Command {
     /// Manage gateway users ([auth] htpasswd) and their API keys.
     #[command(subcommand)]
     User(UserCommand),
+    /// Find schema1 images stored behind the gateway and convert them in place.
+    #[command(subcommand)]
+    Schema1(dockgate::migrate::Schema1Command),
 }
 
 #[derive(Subcommand)]
@@ -139,6 +142,7 @@ fn main() -> ExitCode {
         },
         Command::Cert(c) => cert(c),
         Command::User(u) => user(u),
+        Command::Schema1(c) => dockgate::migrate::run(c),
     }
 }
 
