@@ -12,7 +12,7 @@ APT_PACKAGES=(
   systemd                         # systemd-analyze for the unit checks
   python3 python3-pip python3-cryptography   # hand-signed schema1 manifests (ES256)
 )
-PIP_PACKAGES=(oras pytest requests)
+PIP_PACKAGES=(oras pytest requests h2)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

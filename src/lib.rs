@@ -15,6 +15,8 @@
 
 pub mod admin;
 pub mod config;
+pub mod docs;
+pub mod listen_check;
 pub mod migrate;
 pub mod observe;
 pub mod oci;
