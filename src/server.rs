@@ -81,7 +81,10 @@ impl BackgroundService for CertWatch {
 
 pub fn serve(path: &Path) -> Result<(), String> {
     let p = prepare(path, Mode::Serve)?;
-    let cfg = p.cfg.clone();
+    for w in crate::config::warnings(&p.cfg) {
+        tracing::warn!("{w}");
+    }
+    let cfg = Arc::new(checked_listeners(&p.cfg)?);
     let store = Arc::new(
         CertStore::new(p.certs.clone()).map_err(|e| format!("{}: tls: {e}", path.display()))?,
     );
@@ -200,6 +203,34 @@ pub fn serve(path: &Path) -> Result<(), String> {
         shutdown_signal: Box::new(signals),
     });
     Ok(())
+}
+
+/// Fails at once on a taken address (pingora would retry for ~28 s, then
+/// lose the listener); drops `[::1]` listeners on a machine without IPv6.
+fn checked_listeners(cfg: &crate::config::Config) -> Result<crate::config::Config, String> {
+    use crate::listen_check::{probe, Probe};
+    let mut cfg = cfg.clone();
+    let file = cfg.path.display().to_string();
+    let mut kept = Vec::new();
+    for (i, l) in cfg.listeners.iter().enumerate() {
+        match probe(l.address).map_err(|e| format!("{file}: listen[{i}].address: {e}"))? {
+            Probe::Free => kept.push(l.clone()),
+            Probe::NoIpv6 => tracing::warn!(
+                address = %l.address,
+                "IPv6 is not available on this machine; not listening on this address"
+            ),
+        }
+    }
+    if kept.is_empty() {
+        return Err(format!(
+            "{file}: listen: none of the addresses can be bound"
+        ));
+    }
+    cfg.listeners = kept;
+    if let Some(m) = cfg.metrics.address {
+        probe(m).map_err(|e| format!("{file}: metrics.address: {e}"))?;
+    }
+    Ok(cfg)
 }
 
 /// One listener's proxy, behind per-client connection limits and head

@@ -1,9 +1,11 @@
 //! Configuration: `file.rs` mirrors the TOML, `validate.rs` turns it into the
 //! domain types below. Errors name the file and the key.
 
+mod advice;
 mod file;
 mod validate;
 
+pub use advice::warnings;
 pub use validate::{load, parse};
 
 use std::collections::BTreeMap;

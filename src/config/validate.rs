@@ -58,7 +58,12 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
 
     let server = Server {
         threads: match raw.server.threads {
-            Some(0) => return Err(cx.err("server.threads", "must be at least 1")),
+            Some(n) if n == 0 || n > MAX_THREADS => {
+                return Err(cx.err(
+                    "server.threads",
+                    format!("{n}: must be between 1 and {MAX_THREADS} (threads per listener)"),
+                ))
+            }
             Some(n) => n,
             None => 2,
         },
@@ -125,6 +130,18 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         },
     };
 
+    if let Some(m) = metrics.address {
+        if let Some(l) = listeners.iter().find(|l| same_socket(l.address, m)) {
+            return Err(cx.err(
+                "metrics.address",
+                format!(
+                    "{m} is also a [[listen]] address ({}); give metrics its own port",
+                    l.address
+                ),
+            ));
+        }
+    }
+
     let log = match &raw.log {
         None => Log {
             format: LogFormat::Json,
@@ -164,6 +181,15 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         metrics,
         log,
     })
+}
+
+/// More would not help on any machine; pingora aborts on absurd counts.
+pub const MAX_THREADS: usize = 1024;
+
+/// Whether two listening addresses would fight over one socket (same port,
+/// same IP or one of them the wildcard).
+fn same_socket(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 /// Keys dockgate answers itself under /v2/ and so cannot be repositories.
@@ -244,11 +270,8 @@ fn tls(cx: &Ctx, raw: &FileConfig) -> Result<Tls, ConfigError> {
             }
         }
         let key_type = t.key_type.clone().unwrap_or_else(|| "ecdsa-p256".into());
-        if !["ecdsa-p256", "rsa-2048", "rsa-3072"].contains(&key_type.as_str()) {
-            return Err(cx.err(
-                "tls.key_type",
-                format!("{key_type:?}: expected ecdsa-p256, rsa-2048 or rsa-3072"),
-            ));
+        if let Err(e) = key_type.parse::<crate::tls::KeyType>() {
+            return Err(cx.err("tls.key_type", e.to_string()));
         }
         Some(Generate {
             ips,

@@ -79,6 +79,22 @@ fn errors_name_file_and_key() {
             "listen[0].address",
         ),
         (
+            "[tls]",
+            "[server]\nthreads = 100000000\n[tls]",
+            "server.threads: 100000000: must be between 1 and 1024",
+        ),
+        ("[tls]", "[server]\nthreads = 0\n[tls]", "server.threads"),
+        (
+            "[tls]",
+            "[metrics]\naddress = \"127.0.0.1:5443\"\n[tls]",
+            "metrics.address: 127.0.0.1:5443 is also a [[listen]] address",
+        ),
+        (
+            "[tls]",
+            "[metrics]\naddress = \"0.0.0.0:5443\"\n[tls]",
+            "metrics.address",
+        ),
+        (
             "[repositories.docker-local]",
             "[repositories.Docker]",
             "repositories.Docker",
