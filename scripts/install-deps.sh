@@ -12,7 +12,7 @@ APT_PACKAGES=(
   systemd                         # systemd-analyze for the unit checks
   python3 python3-pip
 )
-PIP_PACKAGES=(oras pytest requests h2)
+PIP_PACKAGES=(oras pytest requests h2 sslyze)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
