@@ -5,6 +5,7 @@ set -euo pipefail
 
 APT_PACKAGES=(
   cmake gcc pkg-config            # pingora's zlib-ng (libz-ng-sys) builds with cmake
+  binutils                        # objcopy: scripts/release.sh splits off the debug info
   docker-registry                 # the real CNCF distribution registry (backend)
   skopeo buildah podman           # real clients (Go TLS verifier)
   curl openssl apache2-utils      # curl (h2), openssl, htpasswd -B
