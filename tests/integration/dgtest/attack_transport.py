@@ -16,6 +16,7 @@ import hpack
 
 from .backend import Registry
 from .gateway import Gateway, gateway_config
+from .ops import write_htpasswd
 
 # Short deadlines so the slow-client tests run in seconds.
 LIMITS = {
@@ -27,15 +28,23 @@ LIMITS = {
 }
 
 
-def start_pair(tmp_path_factory, pki, binary, server=None, log=None):
-    """A fresh registry and a one-key (`docker-local`) gateway in front of it, with LIMITS."""
+def start_pair(tmp_path_factory, pki, binary, server=None, log=None, users=None):
+    """A fresh registry and a one-key (`docker-local`) gateway in front of it, with LIMITS.
+    users={"name": "password"} turns [auth] on (docker-local: anonymous read, `writer` writes)."""
     reg = Registry(tmp_path_factory.mktemp("registry-transport")).start()
-    cfg = gateway_config({"main": reg.url},
-                         {"docker-local": {"backend": "main", "type": "local"}},
+    repo = {"backend": "main", "type": "local"}
+    if users:
+        repo.update({"anonymous_read": True, "write": ["writer"]})
+    cfg = gateway_config({"main": reg.url}, {"docker-local": repo},
                          [{"method": "path"}], server={**LIMITS, **(server or {})})
     if log:
         cfg["log"] = dict(log)
+    if users:
+        cfg["auth"] = {"htpasswd": "users.htpasswd", "state_dir": "state",
+                       "max_failures": 1000, "lockout_seconds": 60}
     gw = Gateway(cfg, tmp_path_factory.mktemp("dockgate-transport"), pki, binary=binary)
+    if users:
+        write_htpasswd(gw.dir / "users.htpasswd", users)
     try:
         gw.start()
     except Exception:
