@@ -358,12 +358,14 @@ fn cert(c: CertCommand) -> ExitCode {
                 Err(e) => return fail(e),
             };
             opts.days = days;
-            match tls::generate(&opts) {
-                Ok(r) => {
-                    print!("{r}");
-                    for addr in r.sans.registry_addresses(port) {
-                        println!("\n{}", r.trust_instructions(&addr));
-                    }
+            let written = tls::generate(&opts).and_then(|r| {
+                let addrs = r.sans.registry_addresses(port);
+                let trust = tls::write_trust_dir(&opts.out_dir, &r.ca_cert, &addrs)?;
+                Ok((r, trust))
+            });
+            match written {
+                Ok((r, trust)) => {
+                    println!("{r}\n{trust}");
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(e),
