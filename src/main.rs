@@ -124,7 +124,7 @@ enum CertCommand {
         /// Server certificate validity in days (the CA gets 10 years).
         #[arg(long, default_value_t = tls::generate::DEFAULT_DAYS)]
         days: u32,
-        /// The port dockgate serves on, for the trust instructions.
+        /// The port dockgate serves on: the trust directory names <host:port> with it.
         #[arg(long, default_value_t = 5443)]
         port: u16,
     },

@@ -239,3 +239,37 @@ def test_user_commands_as_root_keep_files_readable_by_the_service_user(
             log.close()
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _serve_on_a_terminal(binary, path, extra_env):
+    """Run `serve` with a pseudo-terminal as stdout and stderr until it says it is serving."""
+    import pty
+    import select
+    import signal
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TERM": "xterm", **extra_env}
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: exec at once
+        os.execve(str(binary), [str(binary), "serve", "--config", str(path)], env)
+    out = b""
+    deadline = time.monotonic() + 20
+    try:
+        while b"dockgate serving" not in out and time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if ready:
+                try:
+                    out += os.read(fd, 65536)
+                except OSError:
+                    break
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        os.waitpid(pid, 0)
+        os.close(fd)
+    return out.decode("utf-8", "replace")
+
+
+def test_colour_only_on_a_terminal_and_never_with_no_color(dockgate_binary, pki, tmp_path):
+    path = _config_dir(pki, tmp_path, _base(tmp_path))
+    coloured = _serve_on_a_terminal(dockgate_binary, path, {})
+    assert "dockgate serving" in coloured and ANSI in coloured, coloured
+    plain = _serve_on_a_terminal(dockgate_binary, path, {"NO_COLOR": "1"})
+    assert "dockgate serving" in plain and ANSI not in plain, plain
