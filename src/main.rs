@@ -57,9 +57,13 @@ enum Command {
     #[command(subcommand)]
     Schema1(dockgate::migrate::Schema1Command),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
-    Completions { shell: clap_complete::Shell },
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
     /// Write the man pages (dockgate.1 and one per subcommand) into a directory.
     Man {
+        /// Directory the pages are written to.
         #[arg(long, default_value = ".")]
         out: PathBuf,
     },
