@@ -24,6 +24,7 @@ pub async fn serve(
     repos: &[Arc<Repository>],
     with_key: bool,
     query: Option<&str>,
+    visible: &(dyn Fn(&Arc<Repository>, &str) -> bool + Sync),
 ) -> Result<Answer, RegistryError> {
     let (n, last) = catalog::params(query);
     let mut names = Vec::new();
@@ -37,13 +38,18 @@ pub async fn serve(
             fetched.insert(key.clone(), got);
         }
         match fetched.get(&key) {
-            Some(Ok(all)) => names.extend(all.iter().filter_map(|n| repo.image_of(n)).map(|img| {
-                if with_key {
-                    format!("{}/{img}", repo.key)
-                } else {
-                    img.to_string()
-                }
-            })),
+            Some(Ok(all)) => names.extend(
+                all.iter()
+                    .filter_map(|n| repo.image_of(n))
+                    .filter(|img| visible(repo, img))
+                    .map(|img| {
+                        if with_key {
+                            format!("{}/{img}", repo.key)
+                        } else {
+                            img.to_string()
+                        }
+                    }),
+            ),
             Some(Err(e)) => failures.push(format!("repository {}: {e}", repo.key)),
             None => {}
         }

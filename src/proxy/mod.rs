@@ -217,7 +217,26 @@ impl ProxyHttp for Gateway {
                     }
                 }
                 let query = s.req_header().uri.query().map(str::to_string);
-                match catalog::serve(&self.shared, &rt, &repos, with_key, query.as_deref()).await {
+                // Names inside a narrower repository's namespace need its roles too.
+                let user = principal.user().map(str::to_string);
+                let auth_cfg = auth.as_ref().map(|a| a.cfg.clone());
+                let cfg = rt.cfg.clone();
+                let visible = move |r: &Arc<crate::config::Repository>, image: &str| {
+                    auth_cfg.as_ref().is_none_or(|c| {
+                        let t = route::auth_target(&cfg, r.clone(), image);
+                        crate::policy::auth::may_on(c, &t, user.as_deref(), Action::Pull)
+                    })
+                };
+                let answer = catalog::serve(
+                    &self.shared,
+                    &rt,
+                    &repos,
+                    with_key,
+                    query.as_deref(),
+                    &visible,
+                )
+                .await;
+                match answer {
                     Ok(a) => respond::json(s, 200, &a.headers, a.body).await?,
                     Err(e) => respond::error(s, &e).await?,
                 }

@@ -62,3 +62,12 @@ def test_wider_repository_cannot_write_into_narrower_namespace(dockgate, registr
     client_env.skopeo_copy(f"oci:{layout}:1", route.docker("team/app", "1"), "--dest-creds",
                            f"alice:{app.users['alice']}")
     assert (storage / (app.prefix["live"] + "app")).exists()
+    # The catalog does not list, to wally, names he may not read through the wider key.
+    def catalog(user):
+        r = requests.get(route.base + "/v2/_catalog", auth=(user, app.users[user]),
+                         verify=app.ca, timeout=30)
+        assert r.status_code == 200, r.text
+        return r.json()["repositories"]
+    assert "docker-local/lib/app" in catalog("wally")
+    assert "docker-local/team/app" not in catalog("wally")
+    assert {"docker-local/team/app", "live/app"} <= set(catalog("alice"))
