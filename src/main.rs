@@ -57,9 +57,13 @@ enum Command {
     #[command(subcommand)]
     Schema1(dockgate::migrate::Schema1Command),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
-    Completions { shell: clap_complete::Shell },
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
     /// Write the man pages (dockgate.1 and one per subcommand) into a directory.
     Man {
+        /// Directory the pages are written to.
         #[arg(long, default_value = ".")]
         out: PathBuf,
     },
@@ -124,7 +128,7 @@ enum CertCommand {
         /// Server certificate validity in days (the CA gets 10 years).
         #[arg(long, default_value_t = tls::generate::DEFAULT_DAYS)]
         days: u32,
-        /// The port dockgate serves on, for the trust instructions.
+        /// The port dockgate serves on: the trust directory names <host:port> with it.
         #[arg(long, default_value_t = 5443)]
         port: u16,
     },
@@ -358,12 +362,14 @@ fn cert(c: CertCommand) -> ExitCode {
                 Err(e) => return fail(e),
             };
             opts.days = days;
-            match tls::generate(&opts) {
-                Ok(r) => {
-                    print!("{r}");
-                    for addr in r.sans.registry_addresses(port) {
-                        println!("\n{}", r.trust_instructions(&addr));
-                    }
+            let written = tls::generate(&opts).and_then(|r| {
+                let addrs = r.sans.registry_addresses(port);
+                let trust = tls::write_trust_dir(&opts.out_dir, &r.ca_cert, &addrs)?;
+                Ok((r, trust))
+            });
+            match written {
+                Ok((r, trust)) => {
+                    println!("{r}\n{trust}");
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(e),

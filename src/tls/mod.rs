@@ -24,13 +24,13 @@
 //! // background service: tls::watch(store.clone(), Duration::from_secs(2)).await
 //! ```
 
+pub mod clients;
 pub mod detect;
 pub mod ensure;
 pub mod generate;
 pub mod inspect;
 pub mod pem;
 pub mod store;
-pub mod trust;
 pub mod verdict;
 
 mod fsutil;
@@ -40,12 +40,12 @@ mod testutil;
 
 use std::path::PathBuf;
 
+pub use clients::{write_trust_dir, TrustDir};
 pub use ensure::{ensure_server_cert, EnsureOutcome, ReissueReason};
 pub use generate::{generate, GenerateOptions, GenerateReport, KeyType, SanSet};
 pub use inspect::{inspect, InspectReport};
 pub use pem::{leaf_not_after, load_cert_chain, load_certified_key, load_private_key};
 pub use store::{watch, CertSpec, CertStore, ReloadEvent};
-pub use trust::trust_instructions;
 pub use verdict::{go_verdict, CertFacts, DialTarget, Problem, Verdict};
 
 /// Result alias for this module.
