@@ -20,9 +20,9 @@ application/vnd.docker.distribution.manifest.v1+json";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    /// Docker schema2 (lossless; byte-identical to `skopeo copy --format v2s2`).
+    // Docker schema2 (lossless; byte-identical to `skopeo copy --format v2s2`).
     V2s2,
-    /// OCI image manifest (same config content, OCI media types).
+    // OCI image manifest (same config content, OCI media types).
     Oci,
 }
 

@@ -55,6 +55,7 @@ pub enum Schema1Command {
     /// pointed at a schema1 manifest then points at the converted one.
     /// Exit 0: all converted (or none found); 1: some skipped; 2: errors.
     Convert {
+        /// Config file (TOML).
         #[arg(long, short, default_value = "/etc/dockgate/dockgate.toml")]
         config: PathBuf,
         /// Only this repository key; default: all.
@@ -63,6 +64,7 @@ pub enum Schema1Command {
         /// Only this image (as clients name it), optionally one tag: NAME[:TAG].
         #[arg(long)]
         image: Option<String>,
+        /// Target: v2s2 (lossless, byte-identical to `skopeo copy --format v2s2`) or oci.
         #[arg(long, value_enum, default_value_t = convert::Format::V2s2)]
         format: convert::Format,
         /// Print the plan (old → new digest per image) and write nothing.
