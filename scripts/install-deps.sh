@@ -13,7 +13,7 @@ APT_PACKAGES=(
   dpkg-dev chromium               # scripts/package.sh (dpkg-shlibdeps); the status page test
   python3 python3-pip
 )
-PIP_PACKAGES=(oras pytest requests)
+PIP_PACKAGES=(oras pytest requests h2)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

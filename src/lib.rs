@@ -16,6 +16,7 @@
 pub mod admin;
 pub mod config;
 pub mod docs;
+pub mod listen_check;
 pub mod observe;
 pub mod oci;
 pub mod policy;

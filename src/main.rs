@@ -14,10 +14,18 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// `0.1.0 (commit 0123abcd4567)`: the commit comes from build.rs.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("DOCKGATE_COMMIT"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
     name = "dockgate",
-    version,
+    version = VERSION,
     about = "TLS gateway for Docker/OCI registries"
 )]
 struct Cli {
@@ -35,6 +43,7 @@ enum Command {
     },
     /// Validate the config, its certificates and backend CAs, then exit 0 or 1.
     Check {
+        /// Config file (TOML).
         #[arg(long, short, default_value = "/etc/dockgate/dockgate.toml")]
         config: PathBuf,
     },
@@ -57,7 +66,9 @@ enum Command {
 enum UserCommand {
     /// Add a user, or set a new password; asks for it without echo.
     Add {
+        /// User name (letters, digits and . _ - @).
         name: String,
+        /// Config file (TOML) whose [auth] htpasswd is edited.
         #[arg(long, short, default_value = "/etc/dockgate/dockgate.toml")]
         config: PathBuf,
         /// Read the password from standard input (one line) instead of the terminal.
@@ -66,7 +77,23 @@ enum UserCommand {
     },
     /// Invalidate the user's API key and refresh tokens (a new key is issued by /v2/auth).
     RevokeKeys {
+        /// User name.
         name: String,
+        /// Config file (TOML) whose [auth] state_dir holds the key generations.
+        #[arg(long, short, default_value = "/etc/dockgate/dockgate.toml")]
+        config: PathBuf,
+    },
+    /// List the users in the htpasswd file, one per line.
+    List {
+        /// Config file (TOML) whose [auth] htpasswd is read.
+        #[arg(long, short, default_value = "/etc/dockgate/dockgate.toml")]
+        config: PathBuf,
+    },
+    /// Remove a user from the htpasswd file and revoke their API key and refresh tokens.
+    Delete {
+        /// User name.
+        name: String,
+        /// Config file (TOML) whose [auth] htpasswd is edited.
         #[arg(long, short, default_value = "/etc/dockgate/dockgate.toml")]
         config: PathBuf,
     },
@@ -88,17 +115,19 @@ enum CertCommand {
         /// Also add this machine's non-loopback addresses and host name.
         #[arg(long)]
         detect: bool,
-        #[arg(long, default_value = "ecdsa-p256", value_parser = ["ecdsa-p256", "rsa-2048", "rsa-3072"])]
+        /// Key type of a new CA and of the server certificate.
+        #[arg(long, default_value = "ecdsa-p256", value_parser = ["ecdsa-p256", "rsa-2048", "rsa-3072", "rsa-4096"])]
         key_type: String,
-        /// Server certificate validity in days.
-        #[arg(long)]
-        days: Option<u32>,
+        /// Server certificate validity in days (the CA gets 10 years).
+        #[arg(long, default_value_t = tls::generate::DEFAULT_DAYS)]
+        days: u32,
         /// The port dockgate serves on, for the trust instructions.
         #[arg(long, default_value_t = 5443)]
         port: u16,
     },
     /// Show a certificate and whether Go-based clients will accept it.
     Inspect {
+        /// PEM certificate file (leaf first; a chain is allowed).
         file: PathBuf,
         /// The address clients dial, HOST:PORT (IPv6 as [::1]:5443).
         #[arg(long)]
@@ -107,13 +136,29 @@ enum CertCommand {
 }
 
 fn init_logging() {
+    use std::io::IsTerminal;
     // rustls warns on every handshake from clients that send an IP as SNI.
     let filter = tracing_subscriber::EnvFilter::try_from_env("DOCKGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rustls=error"));
+    // Colour codes only for a person at a terminal: journald and log files
+    // would store them verbatim (https://no-color.org).
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && !no_color)
         .init();
+}
+
+/// Outside `serve`, a closed stdout (`dockgate … | head -1`) ends the
+/// process quietly, as it does for other Unix tools, instead of a panic in
+/// `println!`. `serve` keeps Rust's SIGPIPE-ignored default: a client
+/// hanging up must be an error on that socket, not the end of the gateway.
+fn quiet_on_closed_pipe() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: called first thing in main, before any other thread exists;
+    // SIG_DFL installs no handler code.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }
 
 fn fail(e: impl std::fmt::Display) -> ExitCode {
@@ -122,6 +167,9 @@ fn fail(e: impl std::fmt::Display) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    if !matches!(std::env::args_os().nth(1).as_deref(), Some(a) if a == "serve") {
+        quiet_on_closed_pipe();
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => {
@@ -133,6 +181,9 @@ fn main() -> ExitCode {
         }
         Command::Check { config } => match dockgate::runtime::prepare(&config, Mode::Check) {
             Ok(p) => {
+                for w in dockgate::config::warnings(&p.cfg) {
+                    eprintln!("dockgate: warning: {w}");
+                }
                 println!(
                     "{}: ok ({} listeners, {} backends, {} repositories)",
                     config.display(),
@@ -190,12 +241,9 @@ fn user(u: UserCommand) -> ExitCode {
                     Err(e) => return fail(e),
                 }
             } else {
-                let first = rpassword::prompt_password(format!("Password for {name}: "));
-                let again = rpassword::prompt_password("Again: ");
-                match (first, again) {
-                    (Ok(a), Ok(b)) if a == b => a,
-                    (Ok(_), Ok(_)) => return fail("the passwords differ"),
-                    (Err(e), _) | (_, Err(e)) => return fail(e),
+                match ask_password(&name) {
+                    Ok(p) => p,
+                    Err(e) => return fail(e),
                 }
             };
             match dockgate::admin::users::add(&auth.htpasswd, &name, &password) {
@@ -224,6 +272,65 @@ fn user(u: UserCommand) -> ExitCode {
                 Err(e) => fail(e),
             }
         }
+        UserCommand::List { config } => {
+            let auth = match auth_config(&config) {
+                Ok(a) => a,
+                Err(e) => return fail(e),
+            };
+            match dockgate::admin::users::list(&auth.htpasswd) {
+                Ok(names) => {
+                    for n in names {
+                        println!("{n}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        UserCommand::Delete { name, config } => {
+            let auth = match auth_config(&config) {
+                Ok(a) => a,
+                Err(e) => return fail(e),
+            };
+            match dockgate::admin::users::delete(&auth.htpasswd, &name) {
+                Ok(false) => fail(format!(
+                    "{name}: no such user in {}",
+                    auth.htpasswd.display()
+                )),
+                Ok(true) => {
+                    // A user added again later must not get the old API key back.
+                    if let Err(e) = dockgate::policy::auth::keys::revoke(&auth.state_dir, &name) {
+                        return fail(e);
+                    }
+                    println!("{name}: deleted from {}", auth.htpasswd.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+    }
+}
+
+/// Asks twice on the terminal, without echo.
+fn ask_password(name: &str) -> Result<String, String> {
+    use std::io::IsTerminal;
+    let no_tty = || {
+        format!(
+            "no terminal to ask for the password on; pipe it in instead: \
+             printf '%s\\n' \"$PASSWORD\" | dockgate user add {name} --password-stdin …"
+        )
+    };
+    // rpassword reads /dev/tty; without one its error is "No such device or address".
+    if std::fs::File::open("/dev/tty").is_err() && !std::io::stdin().is_terminal() {
+        return Err(no_tty());
+    }
+    let first = rpassword::prompt_password(format!("Password for {name}: "));
+    let again = rpassword::prompt_password("Again: ");
+    match (first, again) {
+        (Ok(a), Ok(b)) if a == b => Ok(a),
+        (Ok(_), Ok(_)) => Err("the passwords differ".into()),
+        (Err(e), _) | (_, Err(e)) if e.raw_os_error() == Some(6) => Err(no_tty()),
+        (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
     }
 }
 
@@ -246,9 +353,7 @@ fn cert(c: CertCommand) -> ExitCode {
                 Ok(k) => k,
                 Err(e) => return fail(e),
             };
-            if let Some(d) = days {
-                opts.days = d;
-            }
+            opts.days = days;
             match tls::generate(&opts) {
                 Ok(r) => {
                     print!("{r}");

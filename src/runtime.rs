@@ -42,6 +42,16 @@ pub fn prepare(path: &Path, mode: Mode) -> Result<Prepared, String> {
         CertStore::new(certs.clone()).map_err(|e| format!("{file}: tls: {e}"))?;
     }
     let peers = Peers::load(&cfg).map_err(|e| format!("{file}: {e}"))?;
+    if let Some(a) = &cfg.auth {
+        // An absent file would silently mean "no users": every login fails.
+        if !a.htpasswd.is_file() {
+            return Err(format!(
+                "{file}: auth.htpasswd: {}: no such file; create it with \
+                 `dockgate user add NAME --config {file}`",
+                a.htpasswd.display()
+            ));
+        }
+    }
     let auth = match (&cfg.auth, mode) {
         (None, _) => None,
         (Some(a), Mode::Check) => {

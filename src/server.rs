@@ -1,20 +1,23 @@
 //! Building and running the pingora server from a validated config:
 //! listeners, TLS, signals (SIGHUP reload, SIGTERM drain).
 
+use crate::config::ClientLimits;
 use crate::observe::access_log::AccessLog;
 use crate::observe::http::MetricsApp;
 use crate::observe::status::{Board, Sampler};
 use crate::observe::Metrics;
+use crate::proxy::conn::Guarded;
 use crate::proxy::{Gateway, Runtime, Shared};
 use crate::runtime::{prepare, Mode};
 use crate::tls::{CertStore, ReloadEvent};
 use crate::upstream::health::HealthCheck;
 use async_trait::async_trait;
+use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::ListenerConfig;
 use pingora::protocols::http::v2::server::default_h2_options;
 use pingora::protocols::l4::stream::L4BufferSettings;
-use pingora::proxy::http_proxy_service_with_name;
+use pingora::proxy::{http_proxy, HttpProxy};
 use pingora::server::configuration::ServerConf;
 use pingora::server::ShutdownWatch;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
@@ -79,7 +82,10 @@ impl BackgroundService for CertWatch {
 
 pub fn serve(path: &Path) -> Result<(), String> {
     let p = prepare(path, Mode::Serve)?;
-    let cfg = p.cfg.clone();
+    for w in crate::config::warnings(&p.cfg) {
+        tracing::warn!("{w}");
+    }
+    let cfg = Arc::new(checked_listeners(&p.cfg)?);
     let store = Arc::new(
         CertStore::new(p.certs.clone()).map_err(|e| format!("{}: tls: {e}", path.display()))?,
     );
@@ -174,11 +180,7 @@ pub fn serve(path: &Path) -> Result<(), String> {
             method: l.method.clone(),
             shared: shared.clone(),
         };
-        let mut svc = http_proxy_service_with_name(
-            &server.configuration,
-            gw,
-            &format!("dockgate {}", l.address),
-        );
+        let mut svc = proxy_service(&server, gw, &shared, &cfg.server.limits, l.address);
         let mut tls = TlsSettings::intermediate("", "").map_err(|e| e.to_string())?;
         tls.set_cert_resolver(store.clone());
         tls.enable_h2();
@@ -191,13 +193,6 @@ pub fn serve(path: &Path) -> Result<(), String> {
                 .tls(tls)
                 .l4_buffer(buffers),
         );
-        if let Some(app) = svc.app_logic_mut() {
-            // h2 uploads are window-bound with the 64 KiB defaults.
-            let mut h2 = default_h2_options();
-            h2.initial_window_size(1 << 20);
-            h2.initial_connection_window_size(4 << 20);
-            app.h2_options = Some(h2);
-        }
         server.add_service(svc);
     }
     tracing::info!(
@@ -215,6 +210,59 @@ pub fn serve(path: &Path) -> Result<(), String> {
         shutdown_signal: Box::new(signals),
     });
     Ok(())
+}
+
+/// Fails at once on a taken address (pingora would retry for ~28 s, then
+/// lose the listener); drops `[::1]` listeners on a machine without IPv6.
+fn checked_listeners(cfg: &crate::config::Config) -> Result<crate::config::Config, String> {
+    use crate::listen_check::{probe, Probe};
+    let mut cfg = cfg.clone();
+    let file = cfg.path.display().to_string();
+    let mut kept = Vec::new();
+    for (i, l) in cfg.listeners.iter().enumerate() {
+        match probe(l.address).map_err(|e| format!("{file}: listen[{i}].address: {e}"))? {
+            Probe::Free => kept.push(l.clone()),
+            Probe::NoIpv6 => tracing::warn!(
+                address = %l.address,
+                "IPv6 is not available on this machine; not listening on this address"
+            ),
+        }
+    }
+    if kept.is_empty() {
+        return Err(format!(
+            "{file}: listen: none of the addresses can be bound"
+        ));
+    }
+    cfg.listeners = kept;
+    if let Some(m) = cfg.metrics.address {
+        probe(m).map_err(|e| format!("{file}: metrics.address: {e}"))?;
+    }
+    Ok(cfg)
+}
+
+/// One listener's proxy, behind per-client connection limits and head
+/// deadlines (`proxy::conn`).
+fn proxy_service(
+    server: &Server,
+    gw: Gateway,
+    shared: &Arc<Shared>,
+    limits: &ClientLimits,
+    addr: std::net::SocketAddr,
+) -> Service<Guarded<HttpProxy<Gateway>>> {
+    let mut proxy = http_proxy(&server.configuration, gw);
+    // h2 uploads are window-bound with the 64 KiB defaults.
+    let mut h2 = default_h2_options();
+    h2.initial_window_size(1 << 20);
+    h2.initial_connection_window_size(4 << 20);
+    proxy.h2_options = Some(h2);
+    let mut opts = HttpServerOptions::default();
+    opts.h2_idle_timeout = Some(limits.keepalive_timeout);
+    proxy.server_options = Some(opts);
+    let app = Guarded {
+        inner: Arc::new(proxy),
+        shared: shared.clone(),
+    };
+    Service::new(format!("dockgate {addr}"), app)
 }
 
 /// Signal handling: SIGHUP reloads in place, SIGTERM drains, SIGINT quits,

@@ -1,7 +1,9 @@
-//! `dockgate user add` and `revoke-keys`: editing the htpasswd file and
-//! the API-key generations. The password is never echoed or logged.
+//! `dockgate user add`, `list`, `delete` and `revoke-keys`: editing the
+//! htpasswd file and the API-key generations. The password is never echoed
+//! or logged. Edits keep comments, other users and the file's owner and mode.
 
 use crate::oci::names::is_valid_component;
+use crate::policy::auth::secret_file::may_replace;
 use crate::policy::auth::write_private;
 use std::path::Path;
 
@@ -22,11 +24,7 @@ pub fn add(htpasswd: &Path, name: &str, password: &str) -> Result<bool, String> 
         return Err("empty password".into());
     }
     let hash = bcrypt::hash(password, bcrypt::DEFAULT_COST).map_err(|e| e.to_string())?;
-    let text = match std::fs::read_to_string(htpasswd) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(format!("{}: {e}", htpasswd.display())),
-    };
+    let text = read(htpasswd)?;
     let mut replaced = false;
     let mut lines: Vec<String> = text
         .lines()
@@ -46,6 +44,46 @@ pub fn add(htpasswd: &Path, name: &str, password: &str) -> Result<bool, String> 
     out.push('\n');
     write_private(htpasswd, out.as_bytes())?;
     Ok(replaced)
+}
+
+/// The htpasswd text; a missing file has no users yet.
+fn read(htpasswd: &Path) -> Result<String, String> {
+    may_replace(htpasswd).map_err(|e| e.to_string())?;
+    match std::fs::read_to_string(htpasswd) {
+        Ok(t) => Ok(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(format!("{}: {e}", htpasswd.display())),
+    }
+}
+
+fn user_of(line: &str) -> Option<&str> {
+    let line = line.trim();
+    if line.starts_with('#') {
+        return None;
+    }
+    line.split_once(':').map(|(u, _)| u)
+}
+
+/// User names in file order.
+pub fn list(htpasswd: &Path) -> Result<Vec<String>, String> {
+    Ok(read(htpasswd)?
+        .lines()
+        .filter_map(user_of)
+        .map(str::to_string)
+        .collect())
+}
+
+/// Removes `name`; false when there was no such user (the file is untouched).
+pub fn delete(htpasswd: &Path, name: &str) -> Result<bool, String> {
+    let text = read(htpasswd)?;
+    let kept: Vec<&str> = text.lines().filter(|l| user_of(l) != Some(name)).collect();
+    if kept.len() == text.lines().count() {
+        return Ok(false);
+    }
+    let mut out = kept.join("\n");
+    out.push('\n');
+    write_private(htpasswd, out.as_bytes())?;
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -71,6 +109,11 @@ mod tests {
             .to_string();
         assert!(bcrypt::verify("pw2", &hash).unwrap());
         assert!(super::add(&f, "a:b", "x").is_err());
+        assert_eq!(super::list(&f).unwrap(), ["bob", "alice"]);
+        assert!(super::delete(&f, "alice").unwrap());
+        assert!(!super::delete(&f, "alice").unwrap());
+        assert_eq!(super::list(&f).unwrap(), ["bob"]);
+        assert!(std::fs::read_to_string(&f).unwrap().contains("# keep me"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

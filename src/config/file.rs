@@ -54,6 +54,11 @@ pub struct ServerFile {
     pub grace_period_seconds: Option<u64>,
     pub graceful_shutdown_timeout_seconds: Option<u64>,
     pub runtime_dir: Option<String>,
+    pub header_timeout_seconds: Option<u64>,
+    pub keepalive_timeout_seconds: Option<u64>,
+    pub body_timeout_seconds: Option<u64>,
+    pub send_timeout_seconds: Option<u64>,
+    pub max_connections_per_client: Option<usize>,
 }
 
 #[derive(Debug, Deserialize, Default)]

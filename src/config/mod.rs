@@ -1,9 +1,11 @@
 //! Configuration: `file.rs` mirrors the TOML, `validate.rs` turns it into the
 //! domain types below. Errors name the file and the key.
 
+mod advice;
 mod file;
 mod validate;
 
+pub use advice::warnings;
 pub use validate::{load, parse};
 
 use std::collections::BTreeMap;
@@ -72,6 +74,36 @@ pub struct Server {
     pub grace_period: Duration,
     pub graceful_shutdown_timeout: Duration,
     pub runtime_dir: PathBuf,
+    pub limits: ClientLimits,
+}
+
+/// Downstream deadlines and caps (`[server]`): what a slow or idle client
+/// may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// From accept to the whole head of the first request.
+    pub header_timeout: Duration,
+    /// From the end of one answer to the whole head of the next request on
+    /// a kept-alive HTTP/1.1 connection; an idle h2 connection's lifetime.
+    pub keepalive_timeout: Duration,
+    /// Longest wait for the next piece of a request body.
+    pub body_timeout: Duration,
+    /// Longest wait for a client to take the next piece of an answer.
+    pub send_timeout: Duration,
+    /// Open connections allowed from one client address.
+    pub max_connections_per_client: usize,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(75),
+            body_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
+            max_connections_per_client: 256,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

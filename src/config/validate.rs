@@ -58,7 +58,12 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
 
     let server = Server {
         threads: match raw.server.threads {
-            Some(0) => return Err(cx.err("server.threads", "must be at least 1")),
+            Some(n) if n == 0 || n > MAX_THREADS => {
+                return Err(cx.err(
+                    "server.threads",
+                    format!("{n}: must be between 1 and {MAX_THREADS} (threads per listener)"),
+                ))
+            }
             Some(n) => n,
             None => 2,
         },
@@ -67,6 +72,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             raw.server.graceful_shutdown_timeout_seconds.unwrap_or(5),
         ),
         runtime_dir: cx.path(raw.server.runtime_dir.as_deref().unwrap_or("/run/dockgate")),
+        limits: client_limits(&cx, &raw.server)?,
     };
 
     let tls = tls(&cx, &raw)?;
@@ -124,6 +130,18 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         },
     };
 
+    if let Some(m) = metrics.address {
+        if let Some(l) = listeners.iter().find(|l| same_socket(l.address, m)) {
+            return Err(cx.err(
+                "metrics.address",
+                format!(
+                    "{m} is also a [[listen]] address ({}); give metrics its own port",
+                    l.address
+                ),
+            ));
+        }
+    }
+
     let log = match &raw.log {
         None => Log {
             format: LogFormat::Json,
@@ -163,6 +181,15 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         metrics,
         log,
     })
+}
+
+/// More would not help on any machine; pingora aborts on absurd counts.
+pub const MAX_THREADS: usize = 1024;
+
+/// Whether two listening addresses would fight over one socket (same port,
+/// same IP or one of them the wildcard).
+fn same_socket(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 /// Keys dockgate answers itself under /v2/ and so cannot be repositories.
@@ -243,11 +270,8 @@ fn tls(cx: &Ctx, raw: &FileConfig) -> Result<Tls, ConfigError> {
             }
         }
         let key_type = t.key_type.clone().unwrap_or_else(|| "ecdsa-p256".into());
-        if !["ecdsa-p256", "rsa-2048", "rsa-3072"].contains(&key_type.as_str()) {
-            return Err(cx.err(
-                "tls.key_type",
-                format!("{key_type:?}: expected ecdsa-p256, rsa-2048 or rsa-3072"),
-            ));
+        if let Err(e) = key_type.parse::<crate::tls::KeyType>() {
+            return Err(cx.err("tls.key_type", e.to_string()));
         }
         Some(Generate {
             ips,
@@ -546,6 +570,49 @@ fn listener(
         ));
     }
     Ok(Listener { address, method })
+}
+
+/// `[server]` deadlines and the per-client connection cap; zero is refused
+/// (it would mean "no limit" to some readers and "refuse all" to others).
+fn client_limits(
+    cx: &Ctx,
+    raw: &crate::config::file::ServerFile,
+) -> Result<crate::config::ClientLimits, ConfigError> {
+    let d = crate::config::ClientLimits::default();
+    let secs = |key: &str, v: Option<u64>, default: Duration| match v {
+        Some(0) => Err(cx.err(format!("server.{key}"), "must be at least 1")),
+        Some(n) => Ok(Duration::from_secs(n)),
+        None => Ok(default),
+    };
+    Ok(crate::config::ClientLimits {
+        header_timeout: secs(
+            "header_timeout_seconds",
+            raw.header_timeout_seconds,
+            d.header_timeout,
+        )?,
+        keepalive_timeout: secs(
+            "keepalive_timeout_seconds",
+            raw.keepalive_timeout_seconds,
+            d.keepalive_timeout,
+        )?,
+        body_timeout: secs(
+            "body_timeout_seconds",
+            raw.body_timeout_seconds,
+            d.body_timeout,
+        )?,
+        send_timeout: secs(
+            "send_timeout_seconds",
+            raw.send_timeout_seconds,
+            d.send_timeout,
+        )?,
+        max_connections_per_client: match raw.max_connections_per_client {
+            Some(0) => {
+                return Err(cx.err("server.max_connections_per_client", "must be at least 1"))
+            }
+            Some(n) => n,
+            None => d.max_connections_per_client,
+        },
+    })
 }
 
 #[cfg(test)]

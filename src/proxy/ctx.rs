@@ -35,4 +35,6 @@ pub struct Ctx {
     /// A bounded kind name for a backend failure.
     pub upstream_error: Option<&'static str>,
     pub started: Option<Instant>,
+    /// The status a failed request was answered (or would have been).
+    pub failure_status: Option<u16>,
 }

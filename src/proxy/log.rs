@@ -10,7 +10,11 @@ use time::format_description::well_known::Rfc3339;
 
 pub fn record(shared: &Shared, s: &Session, ctx: &Ctx) {
     let m = &shared.metrics;
-    let status = s.response_written().map(|r| r.status.as_u16()).unwrap_or(0);
+    // A relayed `100 Continue` is not the outcome.
+    let status = match s.response_written() {
+        Some(r) if !r.status.is_informational() => r.status.as_u16(),
+        _ => ctx.failure_status.unwrap_or(0),
+    };
     let op = ctx.operation.unwrap_or(Operation::Other);
     let repo = ctx.repo_label.as_str();
     let method = s.req_header().method.clone();

@@ -3,7 +3,7 @@
 //! refused push therefore leaves nothing on the backend, and bodies above
 //! pingora's 64 KiB replay buffer are forwarded intact.
 
-use super::{edits, respond, Ctx, Gateway};
+use super::{edits, respond, transport, Ctx, Gateway};
 use crate::oci::manifest::MAX_MANIFEST_BYTES;
 use crate::policy::schema1;
 use bytes::{Bytes, BytesMut};
@@ -12,9 +12,6 @@ use pingora::Result;
 
 /// Largest backend answer to a manifest PUT worth relaying (errors are small).
 const ANSWER_LIMIT: usize = 1 << 20;
-
-/// How much of an oversized h2 manifest body is read and dropped.
-const DRAIN_LIMIT: usize = 16 << 20;
 
 impl Gateway {
     /// Handles the whole manifest PUT; always answers the client.
@@ -29,15 +26,18 @@ impl Gateway {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
         if let Some(len) = declared.filter(|&l| l > MAX_MANIFEST_BYTES) {
-            self.drain_h2(s, len).await;
             respond::error(s, &schema1::too_large(len)).await?;
             return Ok(true);
         }
+        let within = ctx
+            .rt
+            .as_ref()
+            .map(|r| r.cfg.server.limits.body_timeout)
+            .unwrap_or_default();
         let mut buf = BytesMut::new();
-        while let Some(chunk) = s.read_request_body().await? {
+        while let Some(chunk) = transport::read_body(s, within).await? {
             if buf.len() + chunk.len() > MAX_MANIFEST_BYTES {
                 let seen = buf.len() + chunk.len();
-                self.drain_h2(s, seen).await;
                 respond::error(s, &schema1::too_large(seen)).await?;
                 return Ok(true);
             }
@@ -59,22 +59,6 @@ impl Gateway {
             return Ok(true);
         }
         self.forward_held(s, ctx, body).await
-    }
-
-    /// An h2 answer sent before the body is read ends the stream with a
-    /// reset that some clients (curl 7.88) report instead of the 413; read
-    /// and drop a bounded amount first so they see the answer.
-    async fn drain_h2(&self, s: &mut Session, already: usize) {
-        if !s.as_downstream().is_http2() || already > DRAIN_LIMIT {
-            return;
-        }
-        let mut seen = already;
-        while seen <= DRAIN_LIMIT {
-            match s.read_request_body().await {
-                Ok(Some(chunk)) => seen += chunk.len(),
-                _ => return,
-            }
-        }
     }
 
     async fn forward_held(&self, s: &mut Session, ctx: &mut Ctx, body: Bytes) -> Result<bool> {

@@ -3,12 +3,14 @@
 
 mod auth;
 mod catalog;
+pub mod conn;
 mod ctx;
 mod edits;
 mod log;
 mod manifest;
 pub mod respond;
 pub mod state;
+mod transport;
 
 pub use ctx::Ctx;
 pub use state::{Runtime, Shared};
@@ -162,7 +164,16 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    async fn early_request_filter(&self, s: &mut Session, _ctx: &mut Ctx) -> Result<()> {
+        let limits = self.shared.snapshot().cfg.server.limits;
+        transport::on_request(&self.shared.connections, s, &limits);
+        Ok(())
+    }
+
     async fn request_filter(&self, s: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        if transport::stream_gone(s) {
+            return Err(transport::gone());
+        }
         let rt = self.shared.snapshot();
         ctx.rt = Some(rt.clone());
         ctx.client_host = self.client_host(s);
@@ -270,7 +281,11 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    async fn upstream_peer(&self, _s: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(&self, s: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        // A cancelled h2 stream costs no backend request.
+        if transport::stream_gone(s) {
+            return Err(transport::gone());
+        }
         match (&ctx.rt, &ctx.backend) {
             (Some(rt), Some(b)) => Ok(Box::new(rt.peers.peer(b))),
             _ => Error::e_explain(ErrorType::InternalError, "no backend chosen"),
@@ -329,6 +344,9 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, s: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
         log::record(&self.shared, s, ctx);
+        if let Some(rt) = &ctx.rt {
+            transport::on_done(&self.shared.connections, s, &rt.cfg.server.limits);
+        }
     }
 
     async fn fail_to_proxy(&self, s: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
@@ -342,7 +360,11 @@ impl ProxyHttp for Gateway {
             };
         };
         tracing::warn!(error = %e, status = err.status.as_u16(), "proxy failure");
-        if s.response_written().is_none() {
+        ctx.failure_status = Some(err.status.as_u16());
+        // After a relayed `100 Continue` a final answer can still be sent.
+        if s.response_written()
+            .is_none_or(|r| r.status.is_informational())
+        {
             if let Err(we) = respond::error(s, &err).await {
                 tracing::debug!(error = %we, "could not send error response");
             }

@@ -39,6 +39,7 @@ pub async fn send_raw(
     if !head_only {
         s.write_response_body(Some(body), true).await?;
     }
+    super::transport::drain_after_answer(s).await;
     Ok(())
 }
 

@@ -44,6 +44,8 @@ pub struct Shared {
     /// Backends whose health check was answered 401: in passthrough mode a
     /// ping must reach them so clients learn to send credentials.
     pub auth_required: Mutex<HashSet<String>>,
+    /// Open downstream connections, per client and per head deadline.
+    pub connections: Arc<super::conn::Connections>,
 }
 
 /// Counts a request as in flight for as long as it lives.
@@ -72,6 +74,7 @@ impl Shared {
             access_log,
             reload_lock: Mutex::new(()),
             auth_required: Mutex::new(HashSet::new()),
+            connections: Arc::default(),
         })
     }
 

@@ -16,9 +16,10 @@ pub const CA_CERT: &str = "ca.crt";
 pub const CA_KEY: &str = "ca.key";
 pub const SERVER_CERT: &str = "server.crt";
 pub const SERVER_KEY: &str = "server.key";
-/// Default server cert validity: within the 398 days that browsers and
-/// Apple platforms accept for TLS server certs.
-pub const DEFAULT_DAYS: u32 = 397;
+/// Default server cert validity: public CAs may issue at most 200 days
+/// since March 2026 (CA/B Forum SC-081), and Mozilla's "intermediate"
+/// profile at most 366. Serve re-issues within 30 days of the end.
+pub const DEFAULT_DAYS: u32 = 200;
 /// Apple platforms refuse any TLS server cert valid for longer than this.
 const APPLE_MAX_DAYS: u32 = 825;
 
@@ -29,6 +30,19 @@ pub enum KeyType {
     EcdsaP256,
     Rsa2048,
     Rsa3072,
+    Rsa4096,
+}
+
+impl KeyType {
+    /// The modulus size of an RSA key type.
+    pub fn rsa_bits(self) -> Option<usize> {
+        match self {
+            KeyType::EcdsaP256 => None,
+            KeyType::Rsa2048 => Some(2048),
+            KeyType::Rsa3072 => Some(3072),
+            KeyType::Rsa4096 => Some(4096),
+        }
+    }
 }
 
 impl fmt::Display for KeyType {
@@ -37,6 +51,7 @@ impl fmt::Display for KeyType {
             KeyType::EcdsaP256 => "ecdsa-p256",
             KeyType::Rsa2048 => "rsa-2048",
             KeyType::Rsa3072 => "rsa-3072",
+            KeyType::Rsa4096 => "rsa-4096",
         })
     }
 }
@@ -48,8 +63,9 @@ impl FromStr for KeyType {
             "ecdsa-p256" => Ok(KeyType::EcdsaP256),
             "rsa-2048" => Ok(KeyType::Rsa2048),
             "rsa-3072" => Ok(KeyType::Rsa3072),
+            "rsa-4096" => Ok(KeyType::Rsa4096),
             other => Err(TlsError::InvalidOptions(format!(
-                "unknown key type {other:?}: use ecdsa-p256, rsa-2048 or rsa-3072"
+                "unknown key type {other:?}: use ecdsa-p256, rsa-2048, rsa-3072 or rsa-4096"
             ))),
         }
     }
@@ -265,10 +281,6 @@ pub fn generate(opts: &GenerateOptions) -> Result<GenerateReport> {
 }
 
 pub(crate) fn check_options(opts: &GenerateOptions) -> Result<()> {
-    if let KeyType::Rsa2048 | KeyType::Rsa3072 = opts.key_type {
-        // Fail before a CA is created with a key type we can't honour.
-        return Err(TlsError::RsaUnsupported(opts.key_type));
-    }
     if opts.days == 0 {
         return Err(TlsError::InvalidOptions("days must be at least 1".into()));
     }

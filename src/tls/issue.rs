@@ -172,7 +172,7 @@ pub(crate) fn issue_server(
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = match key_type {
         KeyType::EcdsaP256 => vec![KeyUsagePurpose::DigitalSignature],
-        KeyType::Rsa2048 | KeyType::Rsa3072 => {
+        KeyType::Rsa2048 | KeyType::Rsa3072 | KeyType::Rsa4096 => {
             vec![
                 KeyUsagePurpose::DigitalSignature,
                 KeyUsagePurpose::KeyEncipherment,
@@ -202,12 +202,25 @@ pub(crate) fn issue_server(
 }
 
 fn new_key(key_type: KeyType) -> Result<KeyPair> {
-    match key_type {
-        KeyType::EcdsaP256 => Ok(KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?),
-        // ring can sign with RSA keys but not generate them (rcgen:
-        // KeyGenerationUnavailable); see TlsError::RsaUnsupported.
-        rsa => Err(TlsError::RsaUnsupported(rsa)),
+    match key_type.rsa_bits() {
+        None => Ok(KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?),
+        Some(bits) => new_rsa_key(key_type, bits),
     }
+}
+
+/// ring signs with RSA keys but cannot make them: the `rsa` crate makes
+/// the key (and nothing else); rcgen signs with it through ring.
+fn new_rsa_key(key_type: KeyType, bits: usize) -> Result<KeyPair> {
+    use rsa::pkcs8::EncodePrivateKey;
+    let failed = |detail: String| TlsError::KeyGeneration { key_type, detail };
+    let key =
+        rsa::RsaPrivateKey::new(&mut rand_core::OsRng, bits).map_err(|e| failed(e.to_string()))?;
+    let der = key.to_pkcs8_der().map_err(|e| failed(e.to_string()))?;
+    let pkcs8 = rustls_pki_types::PrivatePkcs8KeyDer::from(der.as_bytes());
+    Ok(KeyPair::from_pkcs8_der_and_sign_algo(
+        &pkcs8,
+        &rcgen::PKCS_RSA_SHA256,
+    )?)
 }
 
 /// 128 random bits, positive (top bit clear) and never zero-length.

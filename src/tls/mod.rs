@@ -118,12 +118,8 @@ pub enum TlsError {
     #[error("{}: cannot use this CA: {reason}", path.display())]
     CaUnusable { path: PathBuf, reason: String },
 
-    #[error(
-        "key type {0}: RSA keys cannot be generated with the ring crypto provider; \
-         use ecdsa-p256 (accepted by docker, containerd, podman and skopeo), \
-         or bring an RSA cert and key made with openssl"
-    )]
-    RsaUnsupported(KeyType),
+    #[error("cannot generate a {key_type} key: {detail}")]
+    KeyGeneration { key_type: KeyType, detail: String },
 
     #[error("{0}")]
     InvalidOptions(String),

@@ -79,6 +79,22 @@ fn errors_name_file_and_key() {
             "listen[0].address",
         ),
         (
+            "[tls]",
+            "[server]\nthreads = 100000000\n[tls]",
+            "server.threads: 100000000: must be between 1 and 1024",
+        ),
+        ("[tls]", "[server]\nthreads = 0\n[tls]", "server.threads"),
+        (
+            "[tls]",
+            "[metrics]\naddress = \"127.0.0.1:5443\"\n[tls]",
+            "metrics.address: 127.0.0.1:5443 is also a [[listen]] address",
+        ),
+        (
+            "[tls]",
+            "[metrics]\naddress = \"0.0.0.0:5443\"\n[tls]",
+            "metrics.address",
+        ),
+        (
             "[repositories.docker-local]",
             "[repositories.Docker]",
             "repositories.Docker",
@@ -154,4 +170,28 @@ fn shipped_default_config_loads() {
     let c = load(&path).unwrap();
     assert!(!c.listeners.is_empty());
     assert!(c.repositories.contains_key("docker-local"));
+}
+
+#[test]
+fn client_limits_defaults_values_and_zero() {
+    let c = parse_str(BASE).unwrap();
+    assert_eq!(c.server.limits, crate::config::ClientLimits::default());
+    assert_eq!(c.server.limits.keepalive_timeout, Duration::from_secs(75));
+    let with = |line: &str| parse_str(&format!("[server]\n{line}\n{BASE}"));
+    let c = with("header_timeout_seconds = 3\nmax_connections_per_client = 4").unwrap();
+    assert_eq!(c.server.limits.header_timeout, Duration::from_secs(3));
+    assert_eq!(c.server.limits.max_connections_per_client, 4);
+    for key in [
+        "header_timeout_seconds",
+        "keepalive_timeout_seconds",
+        "body_timeout_seconds",
+        "send_timeout_seconds",
+        "max_connections_per_client",
+    ] {
+        let e = with(&format!("{key} = 0")).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("server.{key}: must be at least 1")),
+            "{e}"
+        );
+    }
 }

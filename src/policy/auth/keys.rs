@@ -88,6 +88,7 @@ impl Keys {
 /// Bumps a user's generation: their API key and refresh tokens stop working.
 pub fn revoke(dir: &Path, user: &str) -> Result<u64, String> {
     let path: PathBuf = dir.join(GENERATIONS_FILE);
+    super::secret_file::may_replace(&path).map_err(|e| e.to_string())?;
     let mut map = match std::fs::read_to_string(&path) {
         Ok(t) => parse_generations(&t).map_err(|e| format!("{}: {e}", path.display()))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),

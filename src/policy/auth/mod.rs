@@ -7,6 +7,7 @@ pub mod acl;
 pub mod keys;
 pub mod limiter;
 pub mod scope;
+pub mod secret_file;
 pub mod token;
 pub mod users;
 mod watched;
@@ -71,23 +72,10 @@ pub struct Authenticator {
     limiter: limiter::Limiter,
 }
 
-/// Writes a secret file with mode 0600 from the start, atomically.
+/// Writes a secret file atomically, keeping the owner and mode of the file
+/// it replaces (see `secret_file`).
 pub fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let res = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    res.map_err(|e| format!("{}: {e}", path.display()))
+    secret_file::write_private(path, data).map_err(|e| e.to_string())
 }
 
 impl Authenticator {

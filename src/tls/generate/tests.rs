@@ -96,14 +96,14 @@ fn generated_server_cert_fields() {
         .expect("basicConstraints present");
     assert!(!bc.value.ca);
 
-    // Validity: backdated an hour, 397 days by default.
+    // Validity: backdated an hour, 200 days by default.
     let nb = leaf.validity().not_before.timestamp();
     let na = leaf.validity().not_after.timestamp();
     assert!(
         (t0 - 3600 - 5..=now() - 3600 + 5).contains(&nb),
         "notBefore {nb}"
     );
-    assert!((na - (t0 + 397 * DAY)).abs() < 10, "notAfter {na}");
+    assert!((na - (t0 + 200 * DAY)).abs() < 10, "notAfter {na}");
     assert_eq!((report.not_before, report.not_after), (nb, na));
 
     // Serial: 16 random bytes, positive.
@@ -302,16 +302,6 @@ fn option_errors_table() {
     };
     let cases: Vec<(&str, GenerateOptions, &str)> = vec![
         (
-            "rsa-2048",
-            with(&|o| o.key_type = KeyType::Rsa2048),
-            "RSA keys cannot be generated",
-        ),
-        (
-            "rsa-3072",
-            with(&|o| o.key_type = KeyType::Rsa3072),
-            "key type rsa-3072",
-        ),
-        (
             "zero days",
             with(&|o| o.days = 0),
             "days must be at least 1",
@@ -382,11 +372,12 @@ fn key_type_names_table() {
         ("ecdsa-p256", KeyType::EcdsaP256),
         ("rsa-2048", KeyType::Rsa2048),
         ("rsa-3072", KeyType::Rsa3072),
+        ("rsa-4096", KeyType::Rsa4096),
     ] {
         assert_eq!(s.parse::<KeyType>().unwrap(), k);
         assert_eq!(k.to_string(), s);
     }
-    assert!("rsa-4096".parse::<KeyType>().is_err());
+    assert!("rsa-1024".parse::<KeyType>().is_err());
 }
 
 #[test]
@@ -431,4 +422,43 @@ fn long_validity_warns_about_apple() {
         r.warnings
     );
     assert!(generate(&opts(dir.path())).unwrap().warnings.is_empty());
+}
+
+#[test]
+fn rsa_ca_and_server_cert_serve_a_handshake() {
+    let dir = TempDir::new("gen-rsa");
+    let mut o = opts(dir.path());
+    o.key_type = KeyType::Rsa2048;
+    let report = generate(&o).unwrap();
+    assert_eq!(report.key_type, KeyType::Rsa2048);
+    let chain = ders(&report.server_cert);
+    let (_, leaf) = x509_parser::parse_x509_certificate(&chain[0]).unwrap();
+    let (_, ca) = x509_parser::parse_x509_certificate(&chain[1]).unwrap();
+    for c in [&leaf, &ca] {
+        assert_eq!(
+            c.public_key().algorithm.algorithm,
+            x509_parser::oid_registry::OID_PKCS1_RSAENCRYPTION
+        );
+        assert_eq!(
+            c.signature_algorithm.algorithm,
+            x509_parser::oid_registry::OID_PKCS1_SHA256WITHRSA
+        );
+    }
+    leaf.verify_signature(Some(ca.public_key())).unwrap();
+    let ku = leaf.key_usage().unwrap().unwrap();
+    assert!(ku.value.digital_signature() && ku.value.key_encipherment());
+    assert_eq!(mode(&report.server_key), 0o600);
+    // rustls (ring) loads and serves it.
+    let store = Arc::new(
+        CertStore::new(vec![CertSpec {
+            name: "default".into(),
+            cert: report.server_cert.clone(),
+            key: report.server_key.clone(),
+            server_names: vec![],
+        }])
+        .unwrap(),
+    );
+    let ca_der = rustls_pki_types::CertificateDer::from(chain[1].clone());
+    let served = handshake(store, &ca_der, ip("10.0.0.5")).unwrap();
+    assert_eq!(served[0].as_ref(), &chain[0][..]);
 }

@@ -1,7 +1,7 @@
-"""Test PKI: a CA and a server certificate made with the openssl CLI.
+"""Test PKI: a CA and a server certificate made by `dockgate cert generate` (the default,
+make_pki_dockgate) or by the openssl CLI (make_pki, DOCKGATE_TEST_PKI=openssl).
 
-Everything that creates certificates goes through make_pki() so that the suite can
-switch to `dockgate cert generate` later by changing this one function.
+Everything that creates the session's certificates goes through the `pki` fixture.
 """
 import os
 import shutil

@@ -1,0 +1,248 @@
+//! Per-connection limits pingora lacks: a cap on open connections per
+//! client address, and a deadline for a whole request head. pingora's read
+//! timer restarts on every byte, so a head trickled a byte at a time would
+//! hold a connection for as long as the client likes.
+//!
+//! `Guarded` wraps the proxy app: it admits or closes each accepted
+//! connection and races it against its head deadline. The proxy phases tell
+//! it when a head arrived (`busy`) and when the connection waits for the next
+//! one (`idle`); an h2 connection is `settled` by its first stream, after
+//! which pingora's h2 idle timeout takes over.
+
+use super::Shared;
+use async_trait::async_trait;
+use pingora::apps::ServerApp;
+use pingora::protocols::Stream;
+use pingora::server::ShutdownWatch;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// Where a connection is in its request cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for a request head, which must be complete by then.
+    Head(Instant),
+    /// A request is being served.
+    Busy,
+    /// No head deadline any more (an h2 connection with a first stream).
+    Settled,
+}
+
+/// (client, local listener address): one TCP connection.
+type ConnKey = (SocketAddr, SocketAddr);
+
+#[derive(Default)]
+pub struct Connections {
+    per_client: Mutex<HashMap<IpAddr, usize>>,
+    phases: Mutex<HashMap<ConnKey, watch::Sender<Phase>>>,
+}
+
+/// Holds one of a client's connection slots until dropped.
+struct Slot {
+    conns: Arc<Connections>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.conns.per_client.lock() {
+            if let Some(n) = m.get_mut(&self.ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    m.remove(&self.ip);
+                }
+            }
+        }
+    }
+}
+
+/// Keeps a connection's phase known for as long as it lives.
+struct Tracked {
+    conns: Arc<Connections>,
+    key: ConnKey,
+    rx: watch::Receiver<Phase>,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.conns.phases.lock() {
+            m.remove(&self.key);
+        }
+    }
+}
+
+impl Connections {
+    /// A slot for one more connection from `ip`, or None at the cap.
+    fn admit(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<Slot> {
+        let mut m = self.per_client.lock().ok()?;
+        let n = m.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(Slot {
+            conns: self.clone(),
+            ip,
+        })
+    }
+
+    /// Open connections from `ip` (for tests and diagnostics).
+    pub fn open_from(&self, ip: IpAddr) -> usize {
+        self.per_client
+            .lock()
+            .map(|m| m.get(&ip).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    fn track(self: &Arc<Self>, key: ConnKey, head_within: Duration) -> Tracked {
+        let (tx, rx) = watch::channel(Phase::Head(Instant::now() + head_within));
+        if let Ok(mut m) = self.phases.lock() {
+            m.insert(key, tx);
+        }
+        Tracked {
+            conns: self.clone(),
+            key,
+            rx,
+        }
+    }
+
+    fn set(&self, key: ConnKey, phase: Phase) {
+        if let Ok(m) = self.phases.lock() {
+            if let Some(tx) = m.get(&key) {
+                tx.send_replace(phase);
+            }
+        }
+    }
+
+    /// A request head arrived on this connection.
+    pub fn busy(&self, key: ConnKey) {
+        self.set(key, Phase::Busy);
+    }
+
+    /// The answer is done; the next head must be complete `within` from now.
+    pub fn idle(&self, key: ConnKey, within: Duration) {
+        self.set(key, Phase::Head(Instant::now() + within));
+    }
+
+    /// No head deadline for the rest of this connection.
+    pub fn settled(&self, key: ConnKey) {
+        self.set(key, Phase::Settled);
+    }
+}
+
+/// Resolves when a connection has waited past its head deadline.
+async fn overdue(rx: &mut watch::Receiver<Phase>) {
+    loop {
+        let phase = *rx.borrow_and_update();
+        let changed = match phase {
+            Phase::Head(deadline) => tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return,
+                r = rx.changed() => r,
+            },
+            Phase::Busy => rx.changed().await,
+            Phase::Settled => return std::future::pending().await,
+        };
+        if changed.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
+/// The proxy app behind per-connection admission and head deadlines.
+pub struct Guarded<A> {
+    pub inner: Arc<A>,
+    pub shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let limits = self.shared.snapshot().cfg.server.limits;
+        let key = stream.get_socket_digest().and_then(|d| {
+            let peer = d.peer_addr()?.as_inet().copied()?;
+            let local = d.local_addr()?.as_inet().copied()?;
+            Some((peer, local))
+        });
+        let Some(key) = key else {
+            return self.inner.process_new(stream, shutdown).await;
+        };
+        let conns = &self.shared.connections;
+        let Some(_slot) = conns.admit(key.0.ip(), limits.max_connections_per_client) else {
+            tracing::warn!(
+                client = %key.0.ip(),
+                limit = limits.max_connections_per_client,
+                "too many connections from one client; closing the new one"
+            );
+            return None;
+        };
+        let mut tracked = conns.track(key, limits.header_timeout);
+        tokio::select! {
+            r = self.inner.process_new(stream, shutdown) => r,
+            () = overdue(&mut tracked.rx) => {
+                tracing::info!(client = %key.0, "no complete request head in time; closing");
+                None
+            }
+        }
+    }
+
+    async fn cleanup(&self) {
+        self.inner.cleanup().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(port: u16) -> ConnKey {
+        (
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            SocketAddr::from(([127, 0, 0, 1], 443)),
+        )
+    }
+
+    #[test]
+    fn admission_counts_per_address_and_frees_on_drop() {
+        let c = Arc::new(Connections::default());
+        let a: IpAddr = [10, 0, 0, 1].into();
+        let b: IpAddr = [10, 0, 0, 2].into();
+        let s1 = c.admit(a, 2);
+        let s2 = c.admit(a, 2);
+        assert!(s1.is_some() && s2.is_some());
+        assert!(c.admit(a, 2).is_none());
+        assert!(c.admit(b, 2).is_some(), "another address has its own count");
+        drop(s1);
+        assert_eq!(c.open_from(a), 1);
+        assert!(c.admit(a, 2).is_some());
+        drop(s2);
+        assert_eq!(c.open_from(a), 0);
+        assert!(c.per_client.lock().map(|m| m.is_empty()).unwrap_or(false));
+    }
+
+    #[tokio::test]
+    async fn head_deadline_fires_only_while_waiting() {
+        let ms = Duration::from_millis;
+        let c = Arc::new(Connections::default());
+        let mut t = c.track(key(1), ms(100));
+        c.busy(key(1));
+        let waited = tokio::time::timeout(ms(300), overdue(&mut t.rx)).await;
+        assert!(waited.is_err(), "a busy connection is never overdue");
+        c.idle(key(1), ms(50));
+        let start = Instant::now();
+        overdue(&mut t.rx).await;
+        assert!(start.elapsed() >= ms(50));
+        c.settled(key(1));
+        let waited = tokio::time::timeout(ms(300), overdue(&mut t.rx)).await;
+        assert!(waited.is_err(), "a settled connection is never overdue");
+        drop(t);
+        assert!(c.phases.lock().map(|m| m.is_empty()).unwrap_or(false));
+    }
+}
