@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,16 @@ def sh(*cmd, check=True, timeout=600, **kw):
         raise AssertionError(f"{' '.join(map(str, cmd))}: exit {p.returncode}\n"
                              f"{p.stdout[-4000:]}\n{p.stderr[-4000:]}")
     return p
+
+
+def dpkg(*args):
+    """dpkg, waiting while another dpkg or apt-get holds the lock."""
+    deadline = time.monotonic() + 300
+    while True:
+        p = sh("dpkg", *args, check=False, timeout=300)
+        if p.returncode == 0 or "lock" not in p.stderr or time.monotonic() > deadline:
+            return p
+        time.sleep(2)
 
 
 def running(exe):
@@ -105,8 +116,9 @@ def test_install_check_analyze_purge(deb, machine_lock, tmp_path):
     pid1 = sh("ps", "-p", "1", "-o", "comm=").stdout.strip()
     print(f"PID 1 is {pid1!r}")
     try:
-        p = sh("dpkg", "-i", deb, timeout=300)
+        p = dpkg("-i", deb)
         out = p.stdout + p.stderr
+        assert p.returncode == 0, out
         print(out)
         assert "systemctl enable --now dockgate" in out, out  # the next step
         assert installed()
@@ -129,7 +141,8 @@ def test_install_check_analyze_purge(deb, machine_lock, tmp_path):
         # An edited conffile survives a reinstall (an upgrade to the same config).
         conf = Path("/etc/dockgate/dockgate.toml")
         conf.write_text(conf.read_text() + "\n# edited by the admin\n")
-        p = sh("dpkg", "-i", deb, timeout=300)
+        p = dpkg("-i", deb)
+        assert p.returncode == 0, p.stdout + p.stderr
         assert conf.read_text().endswith("# edited by the admin\n"), p.stdout
         assert "dockgate is installed, not started" not in p.stdout  # first install only
 
@@ -146,7 +159,7 @@ def test_install_check_analyze_purge(deb, machine_lock, tmp_path):
         # Something made at run time, as serve would (generated certs), must go on purge.
         Path("/var/lib/dockgate/certs/ca.crt").write_text("made at run time\n")
     finally:
-        p = sh("dpkg", "--purge", "dockgate", check=False, timeout=300)
+        p = dpkg("--purge", "dockgate")
     assert p.returncode == 0, p.stdout + p.stderr
     assert not installed()
     left = [e[1:] for e in EXPECTED if Path(e[1:]).exists()] + \

@@ -74,7 +74,13 @@ impl Board {
         }
         let now = now();
         Status {
-            version: env!("CARGO_PKG_VERSION").to_string(),
+            version: concat!(
+                env!("CARGO_PKG_VERSION"),
+                " (commit ",
+                env!("DOCKGATE_COMMIT"),
+                ")"
+            )
+            .to_string(),
             generated_at: now,
             uptime_seconds: self.started.elapsed().as_secs(),
             auth: match rt.cfg.auth.as_ref().map(|a| a.challenge) {
