@@ -16,6 +16,8 @@ bin=target/release/dockgate
 out=target/package
 rm -rf "$out"
 mkdir -p "$out/completions" "$out/man"
+# The shipped binary: debug info split off, symbol table kept (scripts/release.sh).
+DIST_DIR="$out/dist" bash scripts/release.sh "$bin" >/dev/null
 
 # The unit as installed by the package: the binary lives in /usr/bin.
 sed 's|/usr/local/bin/dockgate|/usr/bin/dockgate|g' systemd/dockgate.service >"$out/dockgate.service"
@@ -25,7 +27,7 @@ sed 's|/usr/local/bin/dockgate|/usr/bin/dockgate|g' systemd/dockgate.service >"$
 "$bin" man --out "$out/man" >/dev/null
 gzip -9n "$out"/man/*.1
 
-cargo deb --no-build --strip --quiet >"$out/deb-path"
+cargo deb --no-build --no-strip --quiet >"$out/deb-path"
 deb=$(tail -n 1 "$out/deb-path")
 dpkg-deb --info "$deb" >/dev/null
 echo "$deb"
