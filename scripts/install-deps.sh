@@ -5,14 +5,15 @@ set -euo pipefail
 
 APT_PACKAGES=(
   cmake gcc pkg-config            # pingora's zlib-ng (libz-ng-sys) builds with cmake
+  binutils                        # objcopy: scripts/release.sh splits off the debug info
   docker-registry                 # the real CNCF distribution registry (backend)
   skopeo buildah podman           # real clients (Go TLS verifier)
   curl openssl apache2-utils      # curl (h2), openssl, htpasswd -B
   prometheus                      # prometheus + promtool for the metrics tests
   systemd                         # systemd-analyze for the unit checks
-  python3 python3-pip
+  python3 python3-pip python3-cryptography   # hand-signed schema1 manifests (ES256)
 )
-PIP_PACKAGES=(oras pytest requests h2)
+PIP_PACKAGES=(oras pytest requests h2 sslyze)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# Quick start on a fresh Debian machine (as root): builds dockgate, makes sure
-# a distribution registry answers on 127.0.0.1:5000 (installing and starting
-# the docker-registry package if none does), then serves conf/dockgate.toml:
-#   https://<this host>:5443/v2/docker-local/<image>   (CA: certs/ca.crt)
+# Quick start on a fresh Debian machine (as root, or through sudo): checks for a
+# current Rust toolchain (and says how to get one), installs the rest, builds
+# dockgate, makes sure a distribution registry answers on 127.0.0.1:5000
+# (starting the docker-registry package if none does), then serves
+# conf/dockgate.toml on https://127.0.0.1:5443 and https://[::1]:5443
+# (path method: /v2/docker-local/<image>). dockgate prints, at start, the
+# directory holding the CA for each client (certs/clients/<host:port>/ca.crt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/toolchain.sh
+need_root "$@"
+need_cargo
 
 need=()
-for p in cmake gcc docker-registry curl; do
+for p in cmake gcc pkg-config ca-certificates docker-registry curl; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if ((${#need[@]})); then
@@ -39,5 +45,5 @@ YML
 fi
 
 ./target/release/dockgate check --config conf/dockgate.toml
-echo "==> dockgate on https://0.0.0.0:5443 (path method: <host>:5443/docker-local/<image>); clients trust certs/ca.crt"
+echo "==> dockgate on https://127.0.0.1:5443 and https://[::1]:5443 (path method: <host>:5443/docker-local/<image>)"
 exec ./target/release/dockgate serve --config conf/dockgate.toml

@@ -2,8 +2,13 @@
 # Runs every test dockgate has, installing what they need first:
 # formatting and lints, Rust unit tests, then the integration suite against a
 # real distribution registry with real clients (skopeo, buildah, curl, oras).
+# Run as root or through sudo; without a current Rust toolchain it says how to
+# get one (rustup) and stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/toolchain.sh
+need_root "$@"
+need_cargo
 
 bash scripts/install-deps.sh
 

@@ -17,6 +17,7 @@ pub mod admin;
 pub mod config;
 pub mod docs;
 pub mod listen_check;
+pub mod migrate;
 pub mod observe;
 pub mod oci;
 pub mod policy;

@@ -53,6 +53,9 @@ enum Command {
     /// Manage gateway users ([auth] htpasswd) and their API keys.
     #[command(subcommand)]
     User(UserCommand),
+    /// Find schema1 images stored behind the gateway and convert them in place.
+    #[command(subcommand)]
+    Schema1(dockgate::migrate::Schema1Command),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
     /// Write the man pages (dockgate.1 and one per subcommand) into a directory.
@@ -197,6 +200,7 @@ fn main() -> ExitCode {
         },
         Command::Cert(c) => cert(c),
         Command::User(u) => user(u),
+        Command::Schema1(c) => dockgate::migrate::run(c),
         Command::Completions { shell } => {
             dockgate::docs::completions(Cli::command(), shell, &mut std::io::stdout());
             ExitCode::SUCCESS
@@ -354,12 +358,14 @@ fn cert(c: CertCommand) -> ExitCode {
                 Err(e) => return fail(e),
             };
             opts.days = days;
-            match tls::generate(&opts) {
-                Ok(r) => {
-                    print!("{r}");
-                    for addr in r.sans.registry_addresses(port) {
-                        println!("\n{}", r.trust_instructions(&addr));
-                    }
+            let written = tls::generate(&opts).and_then(|r| {
+                let addrs = r.sans.registry_addresses(port);
+                let trust = tls::write_trust_dir(&opts.out_dir, &r.ca_cert, &addrs)?;
+                Ok((r, trust))
+            });
+            match written {
+                Ok((r, trust)) => {
+                    println!("{r}\n{trust}");
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(e),

@@ -5,7 +5,10 @@
 
 use crate::config::{self, Config};
 use crate::policy::auth::Authenticator;
-use crate::tls::{ensure_server_cert, CertSpec, CertStore, EnsureOutcome, GenerateOptions};
+use crate::tls::{
+    ensure_server_cert, write_trust_dir, CertSpec, CertStore, EnsureOutcome, GenerateOptions,
+    SanSet, TrustDir,
+};
 use crate::upstream::Peers;
 use std::path::Path;
 use std::sync::Arc;
@@ -17,6 +20,8 @@ pub struct Prepared {
     pub certs: Vec<CertSpec>,
     /// None in passthrough mode, and in `check` mode.
     pub auth: Option<Arc<Authenticator>>,
+    /// `[tls] generate` when serving: the CA for each client, per address.
+    pub trust: Option<TrustDir>,
 }
 
 /// Whether `prepare` may write files (generate certificates).
@@ -34,9 +39,9 @@ pub fn prepare(path: &Path, mode: Mode) -> Result<Prepared, String> {
     let cfg = config::load(path).map_err(|e| e.to_string())?;
     let file = path.display();
     let certs = cert_specs(&cfg);
-    let pending = match &cfg.tls.generate {
+    let (pending, trust) = match &cfg.tls.generate {
         Some(g) => ensure_certs(&cfg, g, mode).map_err(|e| format!("{file}: tls: {e}"))?,
-        None => false,
+        None => (false, None),
     };
     if !pending {
         CertStore::new(certs.clone()).map_err(|e| format!("{file}: tls: {e}"))?;
@@ -69,6 +74,7 @@ pub fn prepare(path: &Path, mode: Mode) -> Result<Prepared, String> {
         peers,
         certs,
         auth,
+        trust,
     })
 }
 
@@ -95,9 +101,14 @@ fn cert_specs(cfg: &Config) -> Vec<CertSpec> {
 }
 
 /// `[tls] generate = true`: make or re-issue the server cert from the local
-/// CA in the cert's directory. Returns true when a check found nothing yet
-/// (the first `serve` will generate).
-fn ensure_certs(cfg: &Config, g: &config::Generate, mode: Mode) -> Result<bool, String> {
+/// CA in the cert's directory, and write the clients' trust directory.
+/// Returns true when a check found nothing yet (the first `serve` will
+/// generate).
+fn ensure_certs(
+    cfg: &Config,
+    g: &config::Generate,
+    mode: Mode,
+) -> Result<(bool, Option<TrustDir>), String> {
     let dir = cfg
         .tls
         .cert
@@ -117,7 +128,7 @@ fn ensure_certs(cfg: &Config, g: &config::Generate, mode: Mode) -> Result<bool, 
     }
     if mode == Mode::Check {
         let missing = !cfg.tls.cert.exists() || !cfg.tls.key.exists();
-        return Ok(missing);
+        return Ok((missing, None));
     }
     match ensure_server_cert(&opts).map_err(|e| e.to_string())? {
         EnsureOutcome::Generated(r) => {
@@ -128,5 +139,32 @@ fn ensure_certs(cfg: &Config, g: &config::Generate, mode: Mode) -> Result<bool, 
         }
         EnsureOutcome::Kept { .. } => {}
     }
-    Ok(false)
+    let sans = SanSet::from_options(&opts).map_err(|e| e.to_string())?;
+    let trust = write_trust_dir(
+        &dir,
+        &dir.join(crate::tls::generate::CA_CERT),
+        &client_addresses(cfg, &sans),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok((false, Some(trust)))
+}
+
+/// Every `host:port` a client may write in an image name: each listener's
+/// port with each SAN, and `<key>.<base_domain>` on subdomain listeners.
+fn client_addresses(cfg: &Config, sans: &SanSet) -> Vec<String> {
+    let mut out = Vec::new();
+    for l in &cfg.listeners {
+        let port = l.address.port();
+        out.extend(sans.registry_addresses(port));
+        if let config::ListenMethod::Subdomain { base_domain } = &l.method {
+            out.extend(
+                cfg.repositories
+                    .keys()
+                    .map(|k| format!("{k}.{base_domain}:{port}")),
+            );
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|a| seen.insert(a.clone()));
+    out
 }

@@ -85,6 +85,11 @@ pub fn serve(path: &Path) -> Result<(), String> {
         tracing::warn!("{w}");
     }
     let cfg = Arc::new(checked_listeners(&p.cfg)?);
+    if let Some(t) = &p.trust {
+        tracing::info!(directory = %t.dir.display(), "trust directory for clients written");
+        // For the person starting it: where the CA goes, as commands.
+        eprintln!("{t}");
+    }
     let store = Arc::new(
         CertStore::new(p.certs.clone()).map_err(|e| format!("{}: tls: {e}", path.display()))?,
     );

@@ -11,10 +11,16 @@ use std::sync::Mutex;
 #[derive(Debug, Serialize, Default)]
 pub struct Record<'a> {
     pub time: String,
+    pub request_id: &'a str,
     pub client: String,
     pub user: &'a str,
+    /// The user name of credentials that were refused (never the password).
+    pub attempted_user: &'a str,
+    pub user_agent: &'a str,
     pub repository: &'a str,
     pub image: &'a str,
+    /// Tag or digest.
+    pub reference: &'a str,
     pub operation: &'a str,
     pub method: &'a str,
     pub status: u16,

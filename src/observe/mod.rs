@@ -2,9 +2,11 @@
 //! the metrics listener.
 
 pub mod access_log;
+pub mod audit;
 pub mod http;
 pub mod metrics;
 pub mod operation;
+pub mod request_id;
 
 pub use metrics::Metrics;
 pub use operation::Operation;

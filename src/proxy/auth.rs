@@ -243,6 +243,8 @@ impl Gateway {
                     get("username").unwrap_or_default(),
                     get("password").unwrap_or_default(),
                 );
+                // Logged only if refused (log.rs); never the password.
+                ctx.attempted_user = Some(u.clone());
                 let a = auth.clone();
                 let u2 = u.clone();
                 tokio::task::spawn_blocking(move || a.check_password(&u2, &pw, ip))

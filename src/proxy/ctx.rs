@@ -35,6 +35,10 @@ pub struct Ctx {
     /// A bounded kind name for a backend failure.
     pub upstream_error: Option<&'static str>,
     pub started: Option<Instant>,
+    /// Also the `X-Request-Id` sent back and passed to the backend.
+    pub request_id: String,
+    /// The user name of refused credentials, for the access log.
+    pub attempted_user: Option<String>,
     /// The status a failed request was answered (or would have been).
     pub failure_status: Option<u16>,
 }

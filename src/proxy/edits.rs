@@ -2,6 +2,7 @@
 //! (manifest PUTs): what goes to the backend, and what comes back.
 
 use super::Ctx;
+use crate::observe::request_id;
 use crate::oci::{ErrorCode, RegistryError};
 use crate::rewrite::request;
 use http::header::{LINK, LOCATION, WWW_AUTHENTICATE};
@@ -26,6 +27,9 @@ pub fn upstream_request(
         .map_err(|e| Error::because(ErrorType::InternalError, "building upstream uri", e))?;
     up.set_uri(uri);
     up.insert_header("Host", b.authority.as_str())?;
+    if !ctx.request_id.is_empty() {
+        up.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
+    }
     // With gateway auth the client's credentials are for dockgate, never
     // the backend's; backend credentials come from config.
     if ctx.rt.as_ref().is_some_and(|r| r.auth.is_some()) {
@@ -55,6 +59,9 @@ pub fn upstream_request(
 
 /// Location, Link and WWW-Authenticate back into the client's terms.
 pub fn downstream_response(resp: &mut ResponseHeader, ctx: &Ctx) -> Result<()> {
+    if !ctx.request_id.is_empty() {
+        resp.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
+    }
     let Some(view) = &ctx.view else { return Ok(()) };
     for name in [LOCATION, LINK, WWW_AUTHENTICATE] {
         let values: Vec<String> = resp

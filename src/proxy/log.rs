@@ -3,6 +3,7 @@
 use super::state::Shared;
 use super::Ctx;
 use crate::observe::access_log::Record;
+use crate::observe::audit;
 use crate::observe::operation::method_label;
 use crate::observe::Operation;
 use pingora::proxy::Session;
@@ -44,6 +45,26 @@ pub fn record(shared: &Shared, s: &Session, ctx: &Ctx) {
         m.upstream_errors.with_label_values(&[backend, kind]).inc();
     }
     let image = ctx.target.as_ref().map(|t| t.image.as_str()).unwrap_or("");
+    let req = s.req_header();
+    let reference = audit::reference(
+        ctx.target.as_ref().and_then(|t| t.endpoint.as_ref()),
+        req.uri.query(),
+    );
+    let header = |name: http::header::HeaderName| {
+        req.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
+    // Who tried, when credentials were refused: a token POST names the
+    // user in its form; Basic carries it in the header.
+    let attempted = match (&ctx.user, status) {
+        (None, 401 | 429) => ctx
+            .attempted_user
+            .clone()
+            .or_else(|| audit::basic_user(header(http::header::AUTHORIZATION))),
+        _ => None,
+    };
     // This request still counts itself as in flight.
     let alone = shared.inflight.load(std::sync::atomic::Ordering::Relaxed) <= 1;
     shared.access_log.write(
@@ -51,10 +72,14 @@ pub fn record(shared: &Shared, s: &Session, ctx: &Ctx) {
             time: time::OffsetDateTime::now_utc()
                 .format(&Rfc3339)
                 .unwrap_or_default(),
+            request_id: &ctx.request_id,
             client: s.client_addr().map(|a| a.to_string()).unwrap_or_default(),
             user: ctx.user.as_deref().unwrap_or(""),
+            attempted_user: attempted.as_deref().unwrap_or(""),
+            user_agent: header(http::header::USER_AGENT),
             repository: repo,
             image,
+            reference: &reference,
             operation: op.as_str(),
             method: method.as_str(),
             status,

@@ -17,7 +17,7 @@ pub use state::{Runtime, Shared};
 
 use crate::config::ListenMethod;
 use crate::observe::metrics::{NO_REPO, UNKNOWN_REPO};
-use crate::observe::Operation;
+use crate::observe::{request_id, Operation};
 use crate::oci::{Endpoint, RegistryError};
 use crate::policy::auth::acl::Action;
 use crate::rewrite::{request, response::View, REALM_PREFIX};
@@ -176,6 +176,11 @@ impl ProxyHttp for Gateway {
         }
         let rt = self.shared.snapshot();
         ctx.rt = Some(rt.clone());
+        // In the request head, so proxied requests carry it to the backend
+        // and dockgate's own answers (respond.rs) echo it.
+        ctx.request_id = request_id::next();
+        s.req_header_mut()
+            .insert_header(request_id::HEADER, ctx.request_id.as_str())?;
         ctx.client_host = self.client_host(s);
         let method = rt.method_of(self.addr, &self.method);
         let path = s.req_header().uri.path().to_string();

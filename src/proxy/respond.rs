@@ -1,5 +1,6 @@
 //! Writing responses dockgate answers itself (ping, catalog, errors).
 
+use crate::observe::request_id;
 use crate::oci::{RegistryError, API_VERSION, API_VERSION_HEADER};
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
@@ -28,6 +29,9 @@ pub async fn send_raw(
     resp.insert_header("Content-Length", body.len().to_string())?;
     for (k, v) in headers {
         resp.append_header(k.to_string(), v.as_str())?;
+    }
+    if let Some(id) = s.req_header().headers.get(request_id::HEADER) {
+        resp.insert_header(request_id::HEADER, id.clone())?;
     }
     // A request body we did not read must not be mistaken for the next
     // request on this connection.

@@ -24,6 +24,7 @@
 //! // background service: tls::watch(store.clone(), Duration::from_secs(2)).await
 //! ```
 
+pub mod clients;
 pub mod detect;
 pub mod ensure;
 pub mod generate;
@@ -40,6 +41,7 @@ mod testutil;
 
 use std::path::PathBuf;
 
+pub use clients::{write_trust_dir, TrustDir};
 pub use ensure::{ensure_server_cert, EnsureOutcome, ReissueReason};
 pub use generate::{generate, GenerateOptions, GenerateReport, KeyType, SanSet};
 pub use inspect::{inspect, InspectReport};

@@ -78,14 +78,17 @@ def test_generated_cert_push_pull_by_ip_and_by_name(registry, tls_gateway, dockg
     port = free_port()
     certs = tmp_path / "certs"
     gen = cert_generate(dockgate_binary, certs, ips=["127.0.0.1"], dns=["localhost"], port=port)
-    # What generate promises: CA + chain, private keys 0600, trust instructions per address.
+    # What generate promises: CA + chain, private keys 0600, and a trust directory holding
+    # only the CA per address, with the copy commands.
     for f in ("ca.crt", "ca.key", "server.crt", "server.key"):
         assert (certs / f).is_file(), f"{f} missing after cert generate:\n{gen.stdout}"
     for f in ("ca.key", "server.key"):
         assert stat.S_IMODE((certs / f).stat().st_mode) == 0o600, f
     assert pem_count(certs / "server.crt") == 2, "server.crt should hold leaf + CA"
     for hp in (f"127.0.0.1:{port}", f"localhost:{port}"):
-        assert f"certs.d/{hp}/ca.crt" in gen.stdout, gen.stdout
+        assert [p.name for p in (certs / "clients" / hp).iterdir()] == ["ca.crt"]
+        assert (certs / "clients" / hp / "ca.crt").read_bytes() == (certs / "ca.crt").read_bytes()
+    assert f"cp -r {certs}/clients/. /etc/docker/certs.d/" in gen.stdout, gen.stdout
     for host in (f"127.0.0.1:{port}", f"localhost:{port}"):
         rc, out = cert_inspect(dockgate_binary, certs / "server.crt", host=host)
         assert rc == 0, f"inspect --host {host}: exit {rc}\n{out}"
