@@ -86,11 +86,11 @@ pub async fn read_body(s: &mut Session, within: Duration) -> Result<Option<Bytes
     }
 }
 
-/// After an answer sent before the request body was read: read and drop a
+/// For an answer given before the request body was read: read and drop a
 /// bounded amount so the client gets the answer, not a reset (h2 resets an
 /// unfinished stream; an HTTP/1.1 close with unread data sends a TCP RST).
 /// The connection is not reused.
-pub async fn drain_after_answer(s: &mut Session) {
+pub async fn drain_unread(s: &mut Session) {
     if s.is_body_done() {
         return;
     }

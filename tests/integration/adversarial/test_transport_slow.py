@@ -222,3 +222,31 @@ def test_stalled_blob_upload_gets_408_h2(pair, pki, unique):
     assert st.status == 408, (st, time.monotonic() - start)
     assert error_codes(st.body), st.body
     still_serves(gw, pki)
+
+
+def test_h2_client_that_stops_reading_releases_backend(pair, pki, unique):
+    """Attack: h2 clients GET a large blob and never read (nor open their flow-control
+    window); each pins a backend connection until send_timeout_seconds passes."""
+    reg, gw = pair
+    name = unique("noread2")
+    data = os.urandom(8 << 20)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    V2(reg.url).push_blob(name, data)
+    baseline = established_to(reg.port)
+    clients = []
+    for _ in range(4):
+        c = H2Client(gw.port(), pki.ca_crt)
+        c.headers("GET", f"/v2/docker-local/{name}/blobs/{digest}")
+        c.flush()
+        clients.append(c)
+    try:
+        assert wait_for(lambda: established_to(reg.port) >= baseline + 4, 5), \
+            "the stalled downloads never reached the backend"
+        released = wait_for(lambda: established_to(reg.port) <= baseline,
+                            LIMITS["send_timeout_seconds"] + 8)
+        assert released, (f"{established_to(reg.port)} backend connections still open "
+                          f"(baseline {baseline})")
+    finally:
+        for c in clients:
+            c.close()
+    still_serves(gw, pki)
