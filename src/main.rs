@@ -57,9 +57,13 @@ enum Command {
     #[command(subcommand)]
     Schema1(dockgate::migrate::Schema1Command),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
-    Completions { shell: clap_complete::Shell },
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
     /// Write the man pages (dockgate.1 and one per subcommand) into a directory.
     Man {
+        /// Directory the pages are written to.
         #[arg(long, default_value = ".")]
         out: PathBuf,
     },
@@ -124,7 +128,7 @@ enum CertCommand {
         /// Server certificate validity in days (the CA gets 10 years).
         #[arg(long, default_value_t = tls::generate::DEFAULT_DAYS)]
         days: u32,
-        /// The port dockgate serves on, for the trust instructions.
+        /// The port dockgate serves on: the trust directory names <host:port> with it.
         #[arg(long, default_value_t = 5443)]
         port: u16,
     },

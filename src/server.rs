@@ -140,6 +140,7 @@ pub fn serve(path: &Path) -> Result<(), String> {
             cfg: cfg.clone(),
             peers: p.peers,
             auth: p.auth,
+            hosts: p.hosts,
         },
         metrics.clone(),
         access_log,

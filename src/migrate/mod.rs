@@ -31,11 +31,13 @@ pub enum Schema1Command {
     /// List every schema1 manifest stored behind the configured repositories.
     /// Exit 0: none found; 1: schema1 found; 2: some backend or tag failed.
     Scan {
+        /// Config file (TOML) naming the repositories and backends.
         #[arg(long, short, default_value = "/etc/dockgate/dockgate.toml")]
         config: PathBuf,
         /// Only this repository key (repeatable); default: all.
         #[arg(long = "repository")]
         repositories: Vec<String>,
+        /// Output format.
         #[arg(long, value_enum, default_value_t = output::Format::Table)]
         format: output::Format,
         /// Requests in flight at once.

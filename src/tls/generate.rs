@@ -10,7 +10,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::tls::issue::{self, Ca};
-use crate::tls::{detect, trust, Result, TlsError};
+use crate::tls::{detect, Result, TlsError};
 
 pub const CA_CERT: &str = "ca.crt";
 pub const CA_KEY: &str = "ca.key";
@@ -233,13 +233,6 @@ pub struct GenerateReport {
     /// Hex, colon-separated.
     pub serial: String,
     pub warnings: Vec<String>,
-}
-
-impl GenerateReport {
-    /// Where each client wants `ca.crt` for the registry at `host_port`.
-    pub fn trust_instructions(&self, host_port: &str) -> String {
-        trust::trust_instructions(&self.ca_cert, host_port)
-    }
 }
 
 impl fmt::Display for GenerateReport {

@@ -31,7 +31,6 @@ pub mod generate;
 pub mod inspect;
 pub mod pem;
 pub mod store;
-pub mod trust;
 pub mod verdict;
 
 mod fsutil;
@@ -47,7 +46,6 @@ pub use generate::{generate, GenerateOptions, GenerateReport, KeyType, SanSet};
 pub use inspect::{inspect, InspectReport};
 pub use pem::{leaf_not_after, load_cert_chain, load_certified_key, load_private_key};
 pub use store::{watch, CertSpec, CertStore, ReloadEvent};
-pub use trust::trust_instructions;
 pub use verdict::{go_verdict, CertFacts, DialTarget, Problem, Verdict};
 
 /// Result alias for this module.

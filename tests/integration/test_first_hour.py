@@ -55,30 +55,54 @@ def test_version_names_the_commit(dockgate_binary):
         assert "commit unknown" not in out, out
 
 
-HELP_COMMANDS = [[], ["serve"], ["check"], ["cert"], ["cert", "generate"], ["cert", "inspect"],
-                 ["user"], ["user", "add"], ["user", "list"], ["user", "delete"],
-                 ["user", "revoke-keys"]]
+def _help(binary, cmd):
+    return run([binary, *cmd, "--help"]).stdout
 
 
-@pytest.mark.parametrize("cmd", HELP_COMMANDS, ids=lambda c: " ".join(c) or "top")
-def test_every_argument_is_described(dockgate_binary, cmd):
-    text = run([dockgate_binary, *cmd, "--help"]).stdout
-    undescribed = []
-    section = None
+def _subcommands(text):
+    names, section = [], None
     for line in text.splitlines():
-        if re.match(r"^(Arguments|Options|Commands):", line):
+        if re.match(r"^\S.*:$", line):
             section = line
             continue
-        m = re.match(r"^  (\S.*?)(?:\s{2,}(.*))?$", line)
-        if section and m and not line.startswith("   " * 4):
-            if not (m.group(2) or "").strip():
-                undescribed.append(line)
-    assert not undescribed, f"{' '.join(cmd)} --help:\n{text}"
-    if cmd == ["cert", "generate"]:
-        for want in ("[default: ecdsa-p256]", "[default: 200]", "[default: 5443]", "rsa-4096"):
-            assert want in text, text
-    if cmd in (["check"], ["serve"], ["user", "list"]):
-        assert "[default: /etc/dockgate/dockgate.toml]" in text, text
+        m = re.match(r"^  (\S+)\s", line)
+        if section == "Commands:" and m and m.group(1) != "help":
+            names.append(m.group(1))
+    return names
+
+
+def all_commands(binary):
+    """Every command path, found through the help itself (new subcommands are covered)."""
+    out, todo = [], [[]]
+    while todo:
+        cmd = todo.pop(0)
+        out.append(cmd)
+        todo += [cmd + [s] for s in _subcommands(_help(binary, cmd))]
+    return out
+
+
+def test_every_argument_is_described(dockgate_binary):
+    undescribed = {}
+    commands = all_commands(dockgate_binary)
+    for cmd in commands:
+        text = _help(dockgate_binary, cmd)
+        section = None
+        for line in text.splitlines():
+            if re.match(r"^(Arguments|Options|Commands):", line):
+                section = line
+                continue
+            m = re.match(r"^  (\S.*?)(?:\s{2,}(.*))?$", line)
+            if section and m and not (m.group(2) or "").strip() \
+                    or (m and (m.group(2) or "").lstrip().startswith("[")):
+                undescribed.setdefault(" ".join(cmd) or "dockgate", []).append(line.strip())
+        if cmd == ["cert", "generate"]:
+            for want in ("[default: ecdsa-p256]", "[default: 200]", "[default: 5443]",
+                         "rsa-4096"):
+                assert want in text, text
+        if cmd in (["check"], ["serve"], ["user", "list"]):
+            assert "[default: /etc/dockgate/dockgate.toml]" in text, text
+    assert ["user", "delete"] in commands and ["user", "list"] in commands, commands
+    assert not undescribed, f"arguments without a description: {undescribed}"
 
 
 def test_closed_pipe_ends_quietly(dockgate_binary, tmp_path):
@@ -239,3 +263,37 @@ def test_user_commands_as_root_keep_files_readable_by_the_service_user(
             log.close()
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _serve_on_a_terminal(binary, path, extra_env):
+    """Run `serve` with a pseudo-terminal as stdout and stderr until it says it is serving."""
+    import pty
+    import select
+    import signal
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TERM": "xterm", **extra_env}
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: exec at once
+        os.execve(str(binary), [str(binary), "serve", "--config", str(path)], env)
+    out = b""
+    deadline = time.monotonic() + 20
+    try:
+        while b"dockgate serving" not in out and time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if ready:
+                try:
+                    out += os.read(fd, 65536)
+                except OSError:
+                    break
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        os.waitpid(pid, 0)
+        os.close(fd)
+    return out.decode("utf-8", "replace")
+
+
+def test_colour_only_on_a_terminal_and_never_with_no_color(dockgate_binary, pki, tmp_path):
+    path = _config_dir(pki, tmp_path, _base(tmp_path))
+    coloured = _serve_on_a_terminal(dockgate_binary, path, {})
+    assert "dockgate serving" in coloured and ANSI in coloured, coloured
+    plain = _serve_on_a_terminal(dockgate_binary, path, {"NO_COLOR": "1"})
+    assert "dockgate serving" in plain and ANSI not in plain, plain

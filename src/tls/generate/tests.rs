@@ -391,11 +391,6 @@ fn report_shows_files_sans_and_trust_paths() {
             && text.contains("DNS:registry.test"),
         "{text}"
     );
-    let trust = report.trust_instructions("10.0.0.5:5443");
-    assert!(
-        trust.contains("/etc/docker/certs.d/10.0.0.5:5443/ca.crt"),
-        "{trust}"
-    );
     assert_eq!(
         report.sans.registry_addresses(5443),
         [
