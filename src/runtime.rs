@@ -5,6 +5,7 @@
 
 use crate::config::{self, Config};
 use crate::policy::auth::Authenticator;
+use crate::route::host::HostNames;
 use crate::tls::{
     ensure_server_cert, write_trust_dir, CertSpec, CertStore, EnsureOutcome, GenerateOptions,
     SanSet, TrustDir,
@@ -20,6 +21,8 @@ pub struct Prepared {
     pub certs: Vec<CertSpec>,
     /// None in passthrough mode, and in `check` mode.
     pub auth: Option<Arc<Authenticator>>,
+    /// The `Host` names requests may carry.
+    pub hosts: Arc<HostNames>,
     /// `[tls] generate` when serving: the CA for each client, per address.
     pub trust: Option<TrustDir>,
 }
@@ -69,13 +72,28 @@ pub fn prepare(path: &Path, mode: Mode) -> Result<Prepared, String> {
             Authenticator::open(a).map_err(|e| format!("{file}: auth: {e}"))?,
         )),
     };
+    let local_ips = crate::tls::detect::local_addresses().unwrap_or_default();
+    let hosts = Arc::new(HostNames::new(&cfg, &cert_names(&certs), &local_ips));
     Ok(Prepared {
         cfg: Arc::new(cfg),
         peers,
         certs,
         auth,
+        hosts,
         trust,
     })
+}
+
+/// DNS and IP names of the served certificates (those readable now).
+fn cert_names(certs: &[CertSpec]) -> Vec<String> {
+    certs
+        .iter()
+        .filter_map(|c| crate::tls::inspect::inspect(&c.cert, None).ok())
+        .flat_map(|r| {
+            let ips: Vec<String> = r.facts.ip_sans.iter().map(|i| i.to_string()).collect();
+            r.facts.dns_sans.into_iter().chain(ips)
+        })
+        .collect()
 }
 
 fn cert_specs(cfg: &Config) -> Vec<CertSpec> {

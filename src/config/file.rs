@@ -45,6 +45,7 @@ pub struct AuthFile {
     pub emails: BTreeMap<String, String>,
     pub max_failures: Option<u32>,
     pub lockout_seconds: Option<u64>,
+    pub max_users_per_address: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -54,6 +55,10 @@ pub struct ServerFile {
     pub grace_period_seconds: Option<u64>,
     pub graceful_shutdown_timeout_seconds: Option<u64>,
     pub runtime_dir: Option<String>,
+    /// Extra names (or IPs) clients may use in `Host`, beyond the
+    /// certificates' names, listener addresses and subdomains.
+    #[serde(default)]
+    pub public_hosts: Vec<String>,
     pub header_timeout_seconds: Option<u64>,
     pub keepalive_timeout_seconds: Option<u64>,
     pub body_timeout_seconds: Option<u64>,
@@ -135,6 +140,9 @@ pub struct RepositoryFile {
     pub write: Vec<String>,
     #[serde(default)]
     pub admin: Vec<String>,
+    /// Accept that this repository's backend namespace holds another's.
+    #[serde(default)]
+    pub allow_overlap: bool,
 }
 
 #[derive(Debug, Deserialize)]

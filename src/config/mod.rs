@@ -3,6 +3,7 @@
 
 mod advice;
 mod file;
+pub mod overlap;
 mod validate;
 
 pub use advice::warnings;
@@ -57,6 +58,8 @@ pub struct Auth {
     pub emails: BTreeMap<String, String>,
     pub max_failures: u32,
     pub lockout: Duration,
+    /// Distinct failing users from one address before it is locked.
+    pub max_users_per_address: u32,
 }
 
 /// Who may do what in one repository. Entries are user or group names.
@@ -74,6 +77,8 @@ pub struct Server {
     pub grace_period: Duration,
     pub graceful_shutdown_timeout: Duration,
     pub runtime_dir: PathBuf,
+    /// Extra `Host` names clients may use (`[server] public_hosts`).
+    pub public_hosts: Vec<String>,
     pub limits: ClientLimits,
 }
 

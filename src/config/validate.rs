@@ -72,6 +72,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             raw.server.graceful_shutdown_timeout_seconds.unwrap_or(5),
         ),
         runtime_dir: cx.path(raw.server.runtime_dir.as_deref().unwrap_or("/run/dockgate")),
+        public_hosts: public_hosts(&cx, &raw.server.public_hosts)?,
         limits: client_limits(&cx, &raw.server)?,
     };
 
@@ -91,6 +92,16 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             "repositories",
             "at least one [repositories.KEY] is required",
         ));
+    }
+    for (wide, narrow) in super::overlap::overlaps(&repositories) {
+        let allowed = |k: &str| raw.repositories.get(k).is_some_and(|r| r.allow_overlap);
+        let equal = wide.name_prefix == narrow.name_prefix;
+        if !(allowed(&wide.key) || (equal && allowed(&narrow.key))) {
+            return Err(cx.err(
+                format!("repositories.{}", wide.key),
+                super::overlap::explain(wide, narrow),
+            ));
+        }
     }
 
     if raw.listen.is_empty() {
@@ -234,6 +245,7 @@ fn auth(cx: &Ctx, a: &super::file::AuthFile, tls: &Tls) -> Result<Auth, ConfigEr
         emails: a.emails.clone(),
         max_failures: a.max_failures.unwrap_or(5).max(1),
         lockout: Duration::from_secs(a.lockout_seconds.unwrap_or(60)),
+        max_users_per_address: a.max_users_per_address.unwrap_or(20).max(2),
     })
 }
 
@@ -617,3 +629,23 @@ fn client_limits(
 
 #[cfg(test)]
 mod tests;
+
+/// `[server] public_hosts`: host names or IPs, without scheme or path.
+fn public_hosts(cx: &Ctx, hosts: &[String]) -> Result<Vec<String>, ConfigError> {
+    for (i, h) in hosts.iter().enumerate() {
+        let name = crate::route::host_name(h);
+        let ok = !name.is_empty()
+            && !h.contains("://")
+            && !h.contains('/')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '*'));
+        if !ok {
+            return Err(cx.err(
+                format!("server.public_hosts[{i}]"),
+                format!("{h:?} is not a host name or IP (no scheme, no path)"),
+            ));
+        }
+    }
+    Ok(hosts.to_vec())
+}

@@ -1,15 +1,15 @@
 //! `_catalog` paging over names merged from several repositories.
 
-use crate::rewrite::query::{decode, pairs};
+use crate::rewrite::query;
 
 /// `n` and `last` from a catalog query. `n` is capped like distribution's.
 pub fn params(query: Option<&str>) -> (Option<usize>, Option<String>) {
     let mut n = None;
     let mut last = None;
-    for (k, v) in pairs(query.unwrap_or("")) {
-        match k {
+    for (k, v) in query::parse(query.unwrap_or("")) {
+        match k.as_str() {
             "n" => n = v.parse::<usize>().ok().map(|n| n.min(1000)),
-            "last" => last = decode(v),
+            "last" => last = Some(v),
             _ => {}
         }
     }
@@ -35,7 +35,7 @@ pub fn page(
     let link = match (n, page.last()) {
         (Some(n), Some(last)) if take < rest.len() => Some(format!(
             "</v2/_catalog?last={}&n={n}>; rel=\"next\"",
-            crate::rewrite::query::encode(last)
+            query::encode(last)
         )),
         _ => None,
     };

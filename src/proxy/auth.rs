@@ -8,8 +8,8 @@ use crate::config::{Challenge, ListenMethod};
 use crate::observe::metrics::NO_REPO;
 use crate::observe::Operation;
 use crate::oci::{ErrorCode, RegistryError};
-use crate::policy::auth::{acl::Action, scope, Failure, Principal};
-use crate::rewrite::query::{decode, pairs};
+use crate::policy::auth::{acl::Action, scope, Decision, Failure, Principal};
+use crate::rewrite::query;
 use crate::route;
 use bytes::BytesMut;
 use http::StatusCode;
@@ -26,13 +26,22 @@ const BASIC_CHALLENGE: &str = "Basic realm=\"dockgate\"";
 /// 429 while throttled, otherwise 401.
 fn refusal(f: &Failure) -> RegistryError {
     match f {
-        Failure::Locked => RegistryError::new(
+        Failure::Locked(_) => RegistryError::new(
             StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Toomanyrequests,
             f.message(),
         ),
         other => unauthorized(other.message()),
     }
+}
+
+/// The challenge, and `Retry-After` on a 429.
+fn refusal_headers(f: &Failure, challenge: String) -> Vec<(&'static str, String)> {
+    let mut h = vec![("WWW-Authenticate", challenge)];
+    if let Failure::Locked(secs) = f {
+        h.push(("Retry-After", secs.to_string()));
+    }
+    h
 }
 
 fn unauthorized(msg: impl Into<String>) -> RegistryError {
@@ -99,12 +108,17 @@ impl Gateway {
             .inc();
         tracing::info!(repository = %ctx.repo_label, reason = %f.message(), "authentication failed");
         let e = refusal(&f);
-        let ch = self.challenge(ctx, None);
-        respond::error_with(s, &e, &[("WWW-Authenticate", ch)]).await?;
+        let h = refusal_headers(&f, self.challenge(ctx, None));
+        respond::error_with(s, &e, &h).await?;
         Ok(true)
     }
 
-    /// Anonymous: 401 with a challenge for the scope; a user: 403 DENIED.
+    /// A refusal the client can act on. Anonymous: 401 with a challenge for
+    /// the scope. A token lacking a scope its user's roles grant: 403 with
+    /// a challenge carrying `error="insufficient_scope"` and the scope
+    /// (RFC 6750 3.1), which makes clients fetch a wider token; oras-py
+    /// only re-asks after a 403 and retries the same token after a 401.
+    /// A user without the role: 403 DENIED, no challenge.
     pub(super) async fn refuse_access(
         &self,
         s: &mut Session,
@@ -112,29 +126,44 @@ impl Gateway {
         p: &Principal,
         name: &str,
         action: Action,
+        decision: Decision,
     ) -> Result<bool> {
-        let e = match p.user() {
-            None => {
-                let actions: &[&str] = if action == Action::Pull {
-                    &["pull"]
-                } else {
-                    &["pull", action.as_str()]
-                };
-                let ch = self.challenge(ctx, Some(&scope::format(name, actions)));
-                let e = unauthorized(format!(
-                    "authentication required to {} {name}",
-                    action.as_str()
-                ));
-                respond::error_with(s, &e, &[("WWW-Authenticate", ch)]).await?;
-                return Ok(true);
-            }
-            Some(u) => RegistryError::new(
+        let Decision::Challenge { insufficient_scope } = decision else {
+            let e = RegistryError::new(
                 StatusCode::FORBIDDEN,
                 ErrorCode::Denied,
-                format!("user {u:?} may not {} repository {name}", action.as_str()),
-            ),
+                format!(
+                    "user {:?} may not {} repository {name}",
+                    p.user().unwrap_or(""),
+                    action.as_str()
+                ),
+            );
+            respond::error(s, &e).await?;
+            return Ok(true);
         };
-        respond::error(s, &e).await?;
+        let actions: &[&str] = if action == Action::Pull {
+            &["pull"]
+        } else {
+            &["pull", action.as_str()]
+        };
+        let mut ch = self.challenge(ctx, Some(&scope::format(name, actions)));
+        let e = if insufficient_scope && ch.starts_with("Bearer ") {
+            ch.push_str(",error=\"insufficient_scope\"");
+            RegistryError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Denied,
+                format!(
+                    "the token does not grant {} on {name}: ask the token service for the scope in WWW-Authenticate",
+                    action.as_str()
+                ),
+            )
+        } else {
+            unauthorized(format!(
+                "authentication required to {} {name}",
+                action.as_str()
+            ))
+        };
+        respond::error_with(s, &e, &[("WWW-Authenticate", ch)]).await?;
         Ok(true)
     }
 
@@ -179,7 +208,7 @@ impl Gateway {
     }
 
     /// Reads a small body; None when it was too large and a 413 was sent.
-    async fn read_small_body(&self, s: &mut Session) -> Result<Option<Vec<u8>>> {
+    pub(super) async fn read_small_body(&self, s: &mut Session) -> Result<Option<Vec<u8>>> {
         let mut buf = BytesMut::new();
         while let Some(chunk) = s.read_request_body().await? {
             if buf.len() + chunk.len() > SMALL_BODY {
@@ -205,20 +234,13 @@ impl Gateway {
             return Ok(false);
         };
         let post = s.req_header().method == http::Method::POST;
-        let mut form: Vec<(String, String)> = pairs(s.req_header().uri.query().unwrap_or(""))
-            .into_iter()
-            .filter_map(|(k, v)| Some((k.to_string(), decode(v)?)))
-            .collect();
+        let mut form = query::parse(s.req_header().uri.query().unwrap_or(""));
         if post {
             let Some(body) = self.read_small_body(s).await? else {
                 return Ok(true);
             };
             let text = String::from_utf8_lossy(&body).to_string();
-            form.extend(
-                pairs(&text)
-                    .into_iter()
-                    .filter_map(|(k, v)| Some((k.to_string(), decode(v)?))),
-            );
+            form.extend(query::parse(&text));
         }
         let get = |k: &str| form.iter().find(|(x, _)| x == k).map(|(_, v)| v.clone());
         if let Some(svc) = get("service") {
@@ -272,8 +294,8 @@ impl Gateway {
                     .with_label_values(&[NO_REPO])
                     .inc();
                 let e = refusal(&f);
-                respond::error_with(s, &e, &[("WWW-Authenticate", BASIC_CHALLENGE.to_string())])
-                    .await?;
+                let h = refusal_headers(&f, BASIC_CHALLENGE.to_string());
+                respond::error_with(s, &e, &h).await?;
                 return Ok(true);
             }
         };
@@ -284,8 +306,10 @@ impl Gateway {
             .flat_map(|(_, v)| scope::parse(v))
             .collect();
         let host = ctx.client_host.clone();
-        let resolve =
-            |name: &str| route::backend_name_of(&rt.cfg, method, Some(&host), name).map(|(r, _)| r);
+        let resolve = |name: &str| {
+            route::image_of(&rt.cfg, method, Some(&host), name)
+                .map(|(r, image)| route::auth_target(&rt.cfg, r, &image))
+        };
         let access = auth.grant(user.as_deref(), &scopes, &resolve);
         let (token, claims) = match auth.issue(user.as_deref(), access) {
             Ok(t) => t,
@@ -352,11 +376,11 @@ impl Gateway {
             Err(f) => return self.refuse_credentials(s, ctx, f).await,
         };
         ctx.user = Some(user.clone());
-        let config_json = s.req_header().uri.query().is_some_and(|q| {
-            pairs(q)
-                .iter()
-                .any(|(k, v)| *k == "format" && *v == "config.json")
-        });
+        let config_json = s
+            .req_header()
+            .uri
+            .query()
+            .is_some_and(|q| query::first(&query::parse(q), "format") == Some("config.json"));
         let body = admin::dockercfg::entry(
             &ctx.client_host,
             &user,
@@ -403,8 +427,15 @@ impl Gateway {
                     principal.user(),
                     Action::Pull,
                 ) {
+                    let d = if principal.user().is_none() {
+                        Decision::Challenge {
+                            insufficient_scope: false,
+                        }
+                    } else {
+                        Decision::Deny
+                    };
                     return self
-                        .refuse_access(s, ctx, &principal, &repo.key, Action::Pull)
+                        .refuse_access(s, ctx, &principal, &repo.key, Action::Pull, d)
                         .await;
                 }
             }
@@ -520,6 +551,7 @@ impl Gateway {
             cfg: Arc::new(cfg),
             peers: prepared.peers,
             auth: prepared.auth,
+            hosts: prepared.hosts,
         };
         self.shared.current.store(Arc::new(rt));
         Ok(())

@@ -61,7 +61,12 @@ impl Gateway {
         self.forward_held(s, ctx, body).await
     }
 
-    async fn forward_held(&self, s: &mut Session, ctx: &mut Ctx, body: Bytes) -> Result<bool> {
+    pub(super) async fn forward_held(
+        &self,
+        s: &mut Session,
+        ctx: &mut Ctx,
+        body: Bytes,
+    ) -> Result<bool> {
         let (Some(rt), Some(b)) = (ctx.rt.clone(), ctx.backend.clone()) else {
             return Ok(false);
         };

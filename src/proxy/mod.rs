@@ -8,6 +8,7 @@ mod ctx;
 mod edits;
 mod log;
 mod manifest;
+mod realm;
 pub mod respond;
 pub mod state;
 mod transport;
@@ -19,9 +20,9 @@ use crate::config::ListenMethod;
 use crate::observe::metrics::{NO_REPO, UNKNOWN_REPO};
 use crate::observe::{request_id, Operation};
 use crate::oci::{Endpoint, RegistryError};
-use crate::policy::auth::acl::Action;
+use crate::policy::auth::{acl::Action, Decision};
 use crate::rewrite::{request, response::View, REALM_PREFIX};
-use crate::route::{self, Routed};
+use crate::route::{self, host::HostNames, Routed};
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::StatusCode;
@@ -113,42 +114,6 @@ impl Gateway {
         ctx.backend = Some(b);
         true
     }
-
-    /// `/_dockgate/realm/<backend>/<path>`: a backend's token endpoint,
-    /// reached through dockgate with scopes mapped to backend names.
-    fn prepare_realm(
-        &self,
-        s: &Session,
-        ctx: &mut Ctx,
-        rest: &str,
-        method: &ListenMethod,
-    ) -> Result<(), RegistryError> {
-        let Some(rt) = ctx.rt.clone() else {
-            return Err(RegistryError::unsupported("no runtime"));
-        };
-        let (name, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let backend = rt
-            .cfg
-            .backends
-            .get(name)
-            .cloned()
-            .ok_or_else(|| RegistryError::name_unknown(format!("no backend {name:?}")))?;
-        let host = ctx.client_host.clone();
-        let names = |n: &str| {
-            route::backend_name_of(&rt.cfg, method, Some(&host), n).map(|(r, b)| (r.key.clone(), b))
-        };
-        let query = s
-            .req_header()
-            .uri
-            .query()
-            .map(|q| request::token_query(q, &names));
-        ctx.upstream_uri = match query {
-            Some(q) if !q.is_empty() => format!("/{path}?{q}"),
-            _ => format!("/{path}"),
-        };
-        ctx.backend = Some(backend);
-        Ok(())
-    }
 }
 
 #[async_trait]
@@ -187,13 +152,14 @@ impl ProxyHttp for Gateway {
         if let Some(e) = oversized(s.req_header()) {
             return respond::error(s, &e).await.map(|_| true);
         }
+        if let Some(e) = misdirected(s.req_header(), &rt.hosts) {
+            return respond::error(s, &e).await.map(|_| true);
+        }
         if let Some(rest) = path.strip_prefix(REALM_PREFIX) {
             ctx.operation = Some(Operation::Token);
             ctx.repo_label = NO_REPO.to_string();
-            return match self.prepare_realm(s, ctx, rest, &method) {
-                Ok(()) => Ok(false),
-                Err(e) => respond::error(s, &e).await.map(|_| true),
-            };
+            let rest = rest.to_string();
+            return self.realm(s, ctx, &rest, &method).await;
         }
         if let Some(done) = self.own_endpoint(s, ctx, &path, &method).await? {
             return Ok(done);
@@ -265,14 +231,18 @@ impl ProxyHttp for Gateway {
                     s.req_header().uri.query(),
                 ));
                 if let Some(a) = &auth {
-                    let name = if t.image.is_empty() {
-                        t.repo.key.clone()
-                    } else {
-                        route::client_name(&method, &t.repo, &t.image)
-                    };
                     let action = Action::for_method(&req_method);
-                    if !a.allowed(&principal, &t.repo, &name, action) {
-                        return self.refuse_access(s, ctx, &principal, &name, action).await;
+                    let target = route::auth_target(&rt.cfg, t.repo.clone(), &t.image);
+                    let decision = a.decide(&principal, &target, action);
+                    if decision != Decision::Allow {
+                        let name = if t.image.is_empty() {
+                            t.repo.key.clone()
+                        } else {
+                            route::client_name(&method, &t.repo, &t.image)
+                        };
+                        return self
+                            .refuse_access(s, ctx, &principal, &name, action, decision)
+                            .await;
                     }
                 }
                 let manifest_put = matches!(t.endpoint, Some(Endpoint::Manifest(_)))
@@ -330,6 +300,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> Result<()> {
         ctx.backend_status = Some(resp.status.as_u16());
+        self.learn_realms(resp, ctx);
         edits::downstream_response(resp, ctx)?;
         self.check_pull(resp, ctx)
     }
@@ -401,6 +372,29 @@ fn oversized(req: &RequestHeader) -> Option<RegistryError> {
             ),
         )
     })
+}
+
+/// 421 for a `Host` or `:authority` that is not one of dockgate's names:
+/// absolute URLs are built from it, so it must never be the client's
+/// choice. 421 (not 400) says "not this server", which clients and h2
+/// connection reuse understand.
+fn misdirected(req: &RequestHeader, hosts: &HostNames) -> Option<RegistryError> {
+    let authority = req.uri.authority().map(|a| a.as_str().to_string());
+    let header = req
+        .headers
+        .get_all("host")
+        .iter()
+        .map(|h| h.to_str().unwrap_or("\u{0}").to_string());
+    let bad = authority
+        .into_iter()
+        .chain(header)
+        .find(|h| !hosts.allows(h))?;
+    let shown: String = bad.chars().take(100).collect();
+    Some(RegistryError::new(
+        StatusCode::MISDIRECTED_REQUEST,
+        crate::oci::ErrorCode::Denied,
+        format!("host {shown:?} is not served here; use a name of this gateway's certificate or [server] public_hosts"),
+    ))
 }
 
 impl Gateway {

@@ -19,6 +19,8 @@ pub struct Runtime {
     pub peers: Peers,
     /// None: passthrough mode.
     pub auth: Option<Arc<Authenticator>>,
+    /// The `Host` names requests may carry.
+    pub hosts: Arc<crate::route::host::HostNames>,
 }
 
 impl From<crate::runtime::Prepared> for Runtime {
@@ -27,6 +29,7 @@ impl From<crate::runtime::Prepared> for Runtime {
             cfg: p.cfg,
             peers: p.peers,
             auth: p.auth,
+            hosts: p.hosts,
         }
     }
 }
@@ -44,6 +47,8 @@ pub struct Shared {
     /// Backends whose health check was answered 401: in passthrough mode a
     /// ping must reach them so clients learn to send credentials.
     pub auth_required: Mutex<HashSet<String>>,
+    /// Token realm paths each backend advertised (the realm route's targets).
+    pub realms: crate::rewrite::realm::Realms,
     /// Open downstream connections, per client and per head deadline.
     pub connections: Arc<super::conn::Connections>,
 }
@@ -74,6 +79,7 @@ impl Shared {
             access_log,
             reload_lock: Mutex::new(()),
             auth_required: Mutex::new(HashSet::new()),
+            realms: Default::default(),
             connections: Arc::default(),
         })
     }

@@ -4,6 +4,7 @@
 //! WWW-Authenticate on the way out.
 
 pub mod query;
+pub mod realm;
 pub mod request;
 pub mod response;
 

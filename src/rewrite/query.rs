@@ -1,57 +1,42 @@
-//! Minimal query-string handling: split, percent-decode, re-encode. Only the
-//! parameters dockgate maps are decoded; everything else is kept verbatim.
+//! Query strings, decoded once with a real form decoder. Whatever dockgate
+//! forwards is rebuilt from the decoded values, never the raw string, so
+//! dockgate and a backend can never read one query two ways (`%66rom=`,
+//! `;` separators, stray escapes).
 
-/// `k=v` pairs, still encoded, in order.
-pub fn pairs(query: &str) -> Vec<(&str, &str)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| p.split_once('=').unwrap_or((p, "")))
+/// Decoded `(key, value)` pairs, in order (`+` is a space, as in forms).
+pub type Pairs = Vec<(String, String)>;
+
+pub fn parse(query: &str) -> Pairs {
+    form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .filter(|(k, _)| !k.is_empty())
         .collect()
 }
 
-pub fn join(pairs: &[(&str, &str)]) -> String {
+/// The canonical encoding of `pairs`.
+pub fn build(pairs: &[(String, String)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+/// Every value of `key`.
+pub fn values<'a>(pairs: &'a [(String, String)], key: &'a str) -> impl Iterator<Item = &'a str> {
     pairs
         .iter()
-        .map(|(k, v)| {
-            if v.is_empty() {
-                k.to_string()
-            } else {
-                format!("{k}={v}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("&")
+        .filter(move |(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
-/// Percent-decodes (and `+` → space, as in forms). None on invalid UTF-8 or
-/// a broken escape.
-pub fn decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hex = b.get(i + 1..i + 3)?;
-                let hex = std::str::from_utf8(hex).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
+/// The first value of `key`.
+pub fn first<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
-/// Encodes everything but unreserved characters (RFC 3986).
+/// Percent-encodes one path or query component (RFC 3986 unreserved kept).
 pub fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
@@ -68,19 +53,43 @@ pub fn encode(s: &str) -> String {
 mod tests {
     use super::*;
 
+    fn p(pairs: &[(&str, &str)]) -> Pairs {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
     #[test]
-    fn round_trips() {
+    fn decodes_once_and_rebuilds() {
+        let cases: &[(&str, &[(&str, &str)])] = &[
+            ("a=1&b&c=x%2Fy", &[("a", "1"), ("b", ""), ("c", "x/y")]),
+            // an encoded key is the key it encodes
+            ("%66rom=secret%2Fimg", &[("from", "secret/img")]),
+            ("x=a+b", &[("x", "a b")]),
+            // `;` is no separator: it stays inside the value
+            ("mount=d;from=x", &[("mount", "d;from=x")]),
+            ("&&=v&k=", &[("k", "")]),
+            ("bad=%zz", &[("bad", "%zz")]),
+        ];
+        for (q, want) in cases {
+            assert_eq!(parse(q), p(want), "{q}");
+        }
+        let rebuilt = build(&parse("mount=d;from=x&scope=repository:a/b:pull"));
         assert_eq!(
-            pairs("a=1&b&c=x%2Fy"),
-            vec![("a", "1"), ("b", ""), ("c", "x%2Fy")]
+            rebuilt,
+            "mount=d%3Bfrom%3Dx&scope=repository%3Aa%2Fb%3Apull"
         );
-        assert_eq!(decode("x%2Fy+z").as_deref(), Some("x/y z"));
-        assert_eq!(decode("bad%2"), None);
-        assert_eq!(decode("bad%zz"), None);
+        assert_eq!(
+            parse(&rebuilt),
+            parse("mount=d;from=x&scope=repository:a/b:pull")
+        );
+        let ps = parse("from=a&from=b&n=2");
+        assert_eq!(values(&ps, "from").collect::<Vec<_>>(), vec!["a", "b"]);
+        assert_eq!(first(&ps, "n"), Some("2"));
         assert_eq!(
             encode("repository:a/b:pull,push"),
             "repository%3Aa%2Fb%3Apull%2Cpush"
         );
-        assert_eq!(join(&[("a", "1"), ("b", "")]), "a=1&b");
     }
 }

@@ -61,22 +61,14 @@ impl View {
         Some(format!("/v2/{}{image_and_tail}", self.client_prefix))
     }
 
-    /// Splits an absolute URL into (authority, path-and-query) when it
-    /// points at the backend; None for other hosts.
     fn backend_url<'a>(&self, url: &'a str) -> Option<&'a str> {
-        let rest = url
-            .strip_prefix("http://")
-            .or_else(|| url.strip_prefix("https://"))?;
-        let (auth, path) = match rest.find(['/', '?']) {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        let auth = auth.to_ascii_lowercase();
-        let ours = self.backend_authorities.iter().any(|a| {
-            let a = a.to_ascii_lowercase();
-            a == auth || strip_default_port(&a) == strip_default_port(&auth)
-        });
-        ours.then_some(path)
+        on_authorities(&self.backend_authorities, url)
+    }
+
+    /// The backend path of a challenge's realm when the realm lies on the
+    /// backend: the token endpoint the realm route may forward to.
+    pub fn backend_realm(&self, challenge: &str) -> Option<String> {
+        realm_path(&self.backend_authorities, challenge)
     }
 
     /// `Location`: relative stays relative; absolute on the backend becomes
@@ -167,6 +159,40 @@ impl View {
             self.client_origin, self.backend_name
         ))
     }
+}
+
+/// Splits an absolute URL into (authority, path-and-query) when its
+/// authority is one of `authorities`; None for other hosts.
+fn on_authorities<'a>(authorities: &[String], url: &'a str) -> Option<&'a str> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))?;
+    let (auth, path) = match rest.find(['/', '?']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let auth = auth.to_ascii_lowercase();
+    let ours = authorities.iter().any(|a| {
+        let a = a.to_ascii_lowercase();
+        a == auth || strip_default_port(&a) == strip_default_port(&auth)
+    });
+    ours.then_some(path)
+}
+
+/// The path (without query) of a challenge's realm when it lies on one of
+/// `authorities` (or is relative).
+pub fn realm_path(authorities: &[String], challenge: &str) -> Option<String> {
+    let (_, params) = parse_challenge(challenge)?;
+    let (_, realm) = params
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("realm"))?;
+    let path = if realm.starts_with('/') {
+        realm.as_str()
+    } else {
+        on_authorities(authorities, realm)?
+    };
+    let path = path.split('?').next().unwrap_or("/");
+    Some(if path.is_empty() { "/" } else { path }.to_string())
 }
 
 fn strip_default_port(a: &str) -> &str {

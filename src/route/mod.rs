@@ -4,6 +4,9 @@
 
 use crate::config::{Config, ListenMethod, Repository};
 use crate::oci::{self, ApiPath, Endpoint, RegistryError};
+pub use crate::policy::auth::Target;
+
+pub mod host;
 use std::sync::Arc;
 
 #[derive(Debug, Clone)]
@@ -169,9 +172,8 @@ pub fn client_name(method: &ListenMethod, repo: &Repository, image: &str) -> Str
     }
 }
 
-/// The reverse of routing a name: client-side name → (repository, backend
-/// name). Used for `?from=` and token scopes.
-pub fn backend_name_of(
+/// The reverse of routing a name: client-side name → (repository, image).
+pub fn image_of(
     cfg: &Config,
     method: &ListenMethod,
     host: Option<&str>,
@@ -182,11 +184,50 @@ pub fn backend_name_of(
     }
     let probe = format!("/v2/{client}/tags/list");
     match route(cfg, method, host, &probe).ok()?? {
-        Routed::Repo(t) if !t.image.is_empty() => {
-            let name = t.repo.backend_name(&t.image);
-            Some((t.repo, name))
-        }
+        Routed::Repo(t) if !t.image.is_empty() => Some((t.repo, t.image)),
         _ => None,
+    }
+}
+
+/// Client-side name → (repository, backend name). Used for `?from=` and
+/// token scopes.
+pub fn backend_name_of(
+    cfg: &Config,
+    method: &ListenMethod,
+    host: Option<&str>,
+    client: &str,
+) -> Option<(Arc<Repository>, String)> {
+    let (repo, image) = image_of(cfg, method, host, client)?;
+    let name = repo.backend_name(&image);
+    Some((repo, name))
+}
+
+/// What authorisation decides on for `image` in `repo`: the canonical
+/// (key, image) pair, plus every other repository whose namespace on the
+/// same backend holds the same backend name and is at least as narrow, so
+/// an overlap never grants what the narrower repository denies.
+pub fn auth_target(cfg: &Config, repo: Arc<Repository>, image: &str) -> Target {
+    let backend_name = repo.backend_name(image);
+    let root = repo.backend.v2_prefix_for(&repo.key);
+    let also = if image.is_empty() {
+        Vec::new()
+    } else {
+        cfg.repositories
+            .values()
+            .filter(|o| {
+                o.key != repo.key
+                    && o.backend.name == repo.backend.name
+                    && o.backend.v2_prefix_for(&o.key) == root
+                    && o.name_prefix.len() >= repo.name_prefix.len()
+                    && backend_name.starts_with(o.name_prefix.as_str())
+            })
+            .cloned()
+            .collect()
+    };
+    Target {
+        repo,
+        image: image.to_string(),
+        also,
     }
 }
 

@@ -17,6 +17,7 @@ url = "http://127.0.0.1:8081"
 v2_prefix = "/artifactory/api/docker/{repo}/v2"
 [repositories.docker-local]
 backend = "local"
+allow_overlap = true
 [repositories.team-a]
 backend = "local"
 name_prefix = "team-a/"
@@ -185,4 +186,157 @@ fn reverse_names() {
     assert_eq!(client_name(&ListenMethod::Path, &r, "app"), "team-a/app");
     assert_eq!(host_name("[::1]:5443"), "::1");
     assert_eq!(host_name("Example.COM."), "example.com");
+}
+
+#[test]
+fn overlaps_are_decided_on_the_backend_name() {
+    use crate::policy::auth::{acl::Action, decide, scope::Access, Decision, Principal};
+    let text = r#"
+[tls]
+cert = "c.pem"
+key = "k.pem"
+[[listen]]
+address = "127.0.0.1:5443"
+method = "path"
+[auth]
+htpasswd = "h"
+[backends.local]
+url = "http://127.0.0.1:5000"
+[backends.other]
+url = "http://127.0.0.1:5001"
+[repositories.docker-local]
+backend = "local"
+allow_overlap = true
+read = ["*"]
+write = ["wide", "alice"]
+[repositories.team-a]
+backend = "local"
+name_prefix = "team-a/"
+read = ["bob"]
+write = ["alice"]
+[repositories.elsewhere]
+backend = "other"
+name_prefix = "team-a/"
+write = ["wide"]
+"#;
+    let c = crate::config::parse(text, Path::new("/x/d.toml")).unwrap();
+    let auth = c.auth.clone().unwrap();
+    let t = |key: &str, image: &str| auth_target(&c, c.repositories[key].clone(), image);
+    assert_eq!(t("docker-local", "team-a/app").also.len(), 1);
+    assert!(t("docker-local", "lib/app").also.is_empty());
+    assert!(t("team-a", "app").also.is_empty());
+    assert_eq!(t("team-a", "app").canonical(), "team-a/app");
+    let user = |u: &str| Principal::User(u.into());
+    let token = |u: &str, name: &str, actions: &[&str]| Principal::Token {
+        user: u.into(),
+        access: vec![Access {
+            kind: "repository".into(),
+            name: name.into(),
+            actions: actions.iter().map(|a| a.to_string()).collect(),
+        }],
+    };
+    use Action::*;
+    let challenge = Decision::Challenge {
+        insufficient_scope: false,
+    };
+    let insufficient = Decision::Challenge {
+        insufficient_scope: true,
+    };
+    let cases: Vec<(Principal, (&str, &str), Action, Decision)> = vec![
+        // the wider repository cannot write into the narrower one's namespace
+        (
+            user("wide"),
+            ("docker-local", "team-a/app"),
+            Push,
+            Decision::Deny,
+        ),
+        (
+            user("wide"),
+            ("docker-local", "lib/app"),
+            Push,
+            Decision::Allow,
+        ),
+        (user("wide"), ("elsewhere", "app"), Push, Decision::Allow),
+        (
+            user("alice"),
+            ("docker-local", "team-a/app"),
+            Push,
+            Decision::Allow,
+        ),
+        (
+            user("bob"),
+            ("docker-local", "team-a/app"),
+            Pull,
+            Decision::Allow,
+        ),
+        (
+            user("eve"),
+            ("docker-local", "team-a/app"),
+            Pull,
+            Decision::Deny,
+        ),
+        (
+            user("eve"),
+            ("docker-local", "lib/app"),
+            Pull,
+            Decision::Allow,
+        ),
+        (Principal::Anonymous, ("team-a", "app"), Pull, challenge),
+        // tokens: canonical names only, insufficient_scope when roles allow
+        (
+            token("alice", "team-a/app", &["pull", "push"]),
+            ("team-a", "app"),
+            Push,
+            Decision::Allow,
+        ),
+        (
+            token("alice", "team-a/app", &["pull"]),
+            ("team-a", "app"),
+            Push,
+            insufficient,
+        ),
+        (
+            token("alice", "app", &["pull", "push"]),
+            ("team-a", "app"),
+            Pull,
+            insufficient,
+        ),
+        (
+            token("alice", "team-a/app", &["pull"]),
+            ("docker-local", "team-a/app"),
+            Pull,
+            insufficient,
+        ),
+        (
+            token("bob", "team-a/app", &["pull"]),
+            ("team-a", "app"),
+            Push,
+            Decision::Deny,
+        ),
+        (
+            token("bob", "team-a/app", &["pull"]),
+            ("team-a", "other"),
+            Pull,
+            insufficient,
+        ),
+        (
+            token("eve", "team-a/app", &["pull"]),
+            ("team-a", "app"),
+            Pull,
+            Decision::Allow,
+        ),
+        (
+            token("", "team-a/app", &[]),
+            ("team-a", "app"),
+            Pull,
+            challenge,
+        ),
+    ];
+    for (p, (key, image), action, want) in cases {
+        assert_eq!(
+            decide(&auth, &p, &t(key, image), action),
+            want,
+            "{p:?} {key} {image} {action:?}"
+        );
+    }
 }

@@ -32,6 +32,16 @@ impl HealthCheck {
                     if let Ok(mut set) = self.shared.auth_required.lock() {
                         if head.status.as_u16() == 401 {
                             set.insert(name.clone());
+                            let auths = [b.authority.clone()];
+                            for v in head.headers.get_all(http::header::WWW_AUTHENTICATE) {
+                                let realm = v
+                                    .to_str()
+                                    .ok()
+                                    .and_then(|v| crate::rewrite::response::realm_path(&auths, v));
+                                if let Some(p) = realm {
+                                    self.shared.realms.learn(name, p);
+                                }
+                            }
                         } else {
                             set.remove(name);
                         }

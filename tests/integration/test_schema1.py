@@ -25,10 +25,12 @@ REPOS = {
     "blocking": {"backend": "s1", "type": "local", "name_prefix": "blk/"},
     "open": {"backend": "s1", "type": "local", "name_prefix": "opn/",
              "block_schema1_push": False},
-    "hub": {"backend": "s1", "type": "remote", "name_prefix": "pulls/"},
+    # Three keys over one namespace (pulls/): an overlap the config has to allow.
+    "hub": {"backend": "s1", "type": "remote", "name_prefix": "pulls/", "allow_overlap": True},
     "hub-legacy": {"backend": "s1", "type": "remote", "name_prefix": "pulls/",
                    "block_schema1_pull": False},
-    "local-pulls": {"backend": "s1", "type": "local", "name_prefix": "pulls/"},
+    "local-pulls": {"backend": "s1", "type": "local", "name_prefix": "pulls/",
+                    "allow_overlap": True},
 }
 PREFIX = {k: r["name_prefix"] for k, r in REPOS.items()}
 SCHEMA1_TYPES = (SCHEMA1, SCHEMA1_SIGNED)

@@ -131,8 +131,11 @@ fn errors_name_file_and_key() {
 
 #[test]
 fn repository_options() {
-    let text = BASE.to_string()
-        + r#"
+    let text = BASE.replacen(
+        "[repositories.docker-local]",
+        "[repositories.docker-local]\nallow_overlap = true",
+        1,
+    ) + r#"
 [repositories.remote-hub]
 backend = "local"
 type = "remote"

@@ -100,6 +100,7 @@ mod tests {
             emails: BTreeMap::new(),
             max_failures: 5,
             lockout: Duration::from_secs(60),
+            max_users_per_address: 20,
         }
     }
 

@@ -44,12 +44,76 @@ impl Principal {
     }
 }
 
+/// One image as authorisation sees it: the canonical (repository key,
+/// image) pair, the same on every listener, and the other repositories
+/// whose roles also apply to it (overlapping namespaces).
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub repo: Arc<Repository>,
+    /// Empty for extension paths that name no image.
+    pub image: String,
+    pub also: Vec<Arc<Repository>>,
+}
+
+impl Target {
+    /// The name a token's `access` carries: `<key>/<image>`.
+    pub fn canonical(&self) -> String {
+        if self.image.is_empty() {
+            self.repo.key.clone()
+        } else {
+            format!("{}/{}", self.repo.key, self.image)
+        }
+    }
+}
+
+/// What a request gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    /// A challenge for the scope: 401 to authenticate, or, with
+    /// `insufficient_scope`, a token that lacks a scope its user's roles
+    /// would grant (answered 403 with the challenge, see `proxy::auth`).
+    Challenge {
+        insufficient_scope: bool,
+    },
+    /// 403: the user lacks the role.
+    Deny,
+}
+
+/// The roles decision over a target: its repository and every
+/// overlapping narrower one must allow.
+pub fn may_on(cfg: &Auth, t: &Target, user: Option<&str>, action: Action) -> bool {
+    std::iter::once(&t.repo)
+        .chain(t.also.iter())
+        .all(|r| acl::may(cfg, &r.acl, user, action))
+}
+
+/// The decision table: principal × roles × token scope.
+pub fn decide(cfg: &Auth, p: &Principal, t: &Target, action: Action) -> Decision {
+    let roles = may_on(cfg, t, p.user(), action);
+    let granted = match p {
+        Principal::Token { access, .. } => scope::grants(access, &t.canonical(), action.as_str()),
+        _ => roles,
+    };
+    match (granted, roles, p) {
+        (true, _, _) => Decision::Allow,
+        (false, true, Principal::Token { .. }) => Decision::Challenge {
+            insufficient_scope: true,
+        },
+        (false, _, _) if p.user().is_none() => Decision::Challenge {
+            insufficient_scope: false,
+        },
+        _ => Decision::Deny,
+    }
+}
+
 /// Why a credential was not accepted. Messages never echo the secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
     Malformed(&'static str),
     BadCredentials,
-    Locked,
+    /// Throttled; retry after this many seconds.
+    Locked(u64),
     BadToken(String),
 }
 
@@ -58,7 +122,9 @@ impl Failure {
         match self {
             Failure::Malformed(m) => format!("malformed Authorization header: {m}"),
             Failure::BadCredentials => "invalid username or password".into(),
-            Failure::Locked => "too many failed logins; try again later".into(),
+            Failure::Locked(secs) => {
+                format!("too many failed logins; try again in {secs} s")
+            }
             Failure::BadToken(why) => format!("invalid token: {why}"),
         }
     }
@@ -86,7 +152,11 @@ impl Authenticator {
             users: users::Users::open(cfg.htpasswd.clone())?,
             keys: keys::Keys::open(&cfg.state_dir)?,
             signer: token::Signer::open(&cfg.state_dir)?,
-            limiter: limiter::Limiter::new(cfg.max_failures, cfg.lockout),
+            limiter: limiter::Limiter::new(limiter::Policy {
+                max_failures: cfg.max_failures,
+                lockout: cfg.lockout,
+                max_users_per_address: cfg.max_users_per_address,
+            }),
             cfg: cfg.clone(),
         })
     }
@@ -126,17 +196,16 @@ impl Authenticator {
         }
     }
 
-    /// Password or API key, throttled per user and per address.
+    /// Password or API key, throttled per (user, address) and per address
+    /// for credential stuffing (see `limiter`).
     pub fn check_password(
         &self,
         user: &str,
         pass: &str,
         ip: Option<IpAddr>,
     ) -> Result<(), Failure> {
-        let ukey = format!("u:{user}");
-        let ikey = ip.map(|i| format!("ip:{i}"));
-        if self.limiter.locked(&ukey) || ikey.as_deref().is_some_and(|k| self.limiter.locked(k)) {
-            return Err(Failure::Locked);
+        if let Err(wait) = self.limiter.check(user, ip) {
+            return Err(Failure::Locked(wait.as_secs().max(1)));
         }
         let ok = self.users.exists(user)
             && (self.keys.verify(user, pass) || self.users.verify(user, pass));
@@ -145,28 +214,15 @@ impl Authenticator {
             let _ = self.users.verify(user, pass);
         }
         if ok {
-            self.limiter.success(&ukey);
+            self.limiter.success(user, ip);
             return Ok(());
         }
-        self.limiter.failure(&ukey);
-        if let Some(k) = &ikey {
-            self.limiter.failure(k);
-        }
+        self.limiter.failure(user, ip);
         Err(Failure::BadCredentials)
     }
 
-    /// May `p` do `action` on `client_name` in `repo`?
-    pub fn allowed(
-        &self,
-        p: &Principal,
-        repo: &Repository,
-        client_name: &str,
-        action: Action,
-    ) -> bool {
-        match p {
-            Principal::Token { access, .. } => scope::grants(access, client_name, action.as_str()),
-            _ => acl::may(&self.cfg, &repo.acl, p.user(), action),
-        }
+    pub fn decide(&self, p: &Principal, t: &Target, action: Action) -> Decision {
+        decide(&self.cfg, p, t, action)
     }
 
     pub fn may_administer(&self, p: &Principal, repo: &Repository) -> bool {
@@ -175,53 +231,16 @@ impl Authenticator {
     }
 
     /// What a token request gets: each repository scope narrowed to what
-    /// the user may do; `resolve` maps a client name to its repository.
+    /// the user may do, named canonically (`<key>/<image>`) so the token
+    /// means the same on every listener; `resolve` maps a client name
+    /// (as addressed on the listener asked) to its target.
     pub fn grant(
         &self,
         user: Option<&str>,
         scopes: &[scope::Scope],
-        resolve: &dyn Fn(&str) -> Option<Arc<Repository>>,
+        resolve: &dyn Fn(&str) -> Option<Target>,
     ) -> Vec<Access> {
-        let mut out = Vec::new();
-        for s in scopes {
-            if s.kind == "registry" && s.name == "catalog" {
-                // The catalog is filtered per repository when served.
-                out.push(Access {
-                    kind: s.kind.clone(),
-                    name: s.name.clone(),
-                    actions: vec!["*".into()],
-                });
-                continue;
-            }
-            if s.kind != "repository" {
-                continue;
-            }
-            let Some(repo) = resolve(&s.name) else {
-                continue;
-            };
-            let mut actions: Vec<String> = s
-                .actions
-                .iter()
-                .flat_map(|a| {
-                    if a == "*" {
-                        vec!["pull", "push", "delete"]
-                    } else {
-                        vec![a.as_str()]
-                    }
-                })
-                .filter_map(Action::parse)
-                .filter(|a| acl::may(&self.cfg, &repo.acl, user, *a))
-                .map(|a| a.as_str().to_string())
-                .collect();
-            actions.sort();
-            actions.dedup();
-            out.push(Access {
-                kind: "repository".into(),
-                name: s.name.clone(),
-                actions,
-            });
-        }
-        out
+        grant(&self.cfg, user, scopes, resolve)
     }
 
     pub fn issue(
@@ -273,6 +292,55 @@ impl Authenticator {
     pub fn email(&self, user: &str) -> String {
         self.cfg.emails.get(user).cloned().unwrap_or_default()
     }
+}
+
+/// See [`Authenticator::grant`].
+pub fn grant(
+    cfg: &Auth,
+    user: Option<&str>,
+    scopes: &[scope::Scope],
+    resolve: &dyn Fn(&str) -> Option<Target>,
+) -> Vec<Access> {
+    let mut out = Vec::new();
+    for s in scopes {
+        if s.kind == "registry" && s.name == "catalog" {
+            // The catalog is filtered per repository when served.
+            out.push(Access {
+                kind: s.kind.clone(),
+                name: s.name.clone(),
+                actions: vec!["*".into()],
+            });
+            continue;
+        }
+        if s.kind != "repository" {
+            continue;
+        }
+        let Some(target) = resolve(&s.name) else {
+            continue;
+        };
+        let mut actions: Vec<String> = s
+            .actions
+            .iter()
+            .flat_map(|a| {
+                if a == "*" {
+                    vec!["pull", "push", "delete"]
+                } else {
+                    vec![a.as_str()]
+                }
+            })
+            .filter_map(Action::parse)
+            .filter(|a| may_on(cfg, &target, user, *a))
+            .map(|a| a.as_str().to_string())
+            .collect();
+        actions.sort();
+        actions.dedup();
+        out.push(Access {
+            kind: "repository".into(),
+            name: target.canonical(),
+            actions,
+        });
+    }
+    out
 }
 
 /// `base64(user:password)` → parts.

@@ -103,3 +103,26 @@ fn challenges() {
         ]
     );
 }
+
+#[test]
+fn realm_paths_on_the_backend_only() {
+    let auths = vec!["127.0.0.1:5000".to_string()];
+    let cases: &[(&str, Option<&str>)] = &[
+        (
+            r#"Bearer realm="http://127.0.0.1:5000/auth/token?x=1",service="reg""#,
+            Some("/auth/token"),
+        ),
+        (r#"Bearer realm="/token",service="reg""#, Some("/token")),
+        (
+            r#"Bearer realm="http://127.0.0.1:5000",service="reg""#,
+            Some("/"),
+        ),
+        (r#"Bearer realm="https://auth.docker.io/token""#, None),
+        (r#"Bearer realm="http://127.0.0.1:5001/token""#, None),
+        (r#"Basic realm="Registry Realm""#, None),
+        (r#"Bearer service="reg""#, None),
+    ];
+    for (c, want) in cases {
+        assert_eq!(realm_path(&auths, c).as_deref(), *want, "{c}");
+    }
+}

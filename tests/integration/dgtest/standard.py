@@ -9,7 +9,9 @@ HOSTS_MARK = "# dockgate-integration-tests"
 # Prefixes differ from the keys on purpose: a gateway that forgot to map key -> prefix
 # (in paths, `from=` of mounts, catalog names) cannot pass by accident.
 STANDARD_REPOSITORIES = {
-    "docker-local": {"backend": "main", "type": "local"},
+    # docker-local (no prefix) holds alpha/ and beta/: an overlap dockgate refuses unless
+    # the wider key allows it (roles of team-a/team-b then also apply through docker-local).
+    "docker-local": {"backend": "main", "type": "local", "allow_overlap": True},
     "team-a": {"backend": "main", "type": "local", "name_prefix": "alpha/"},
     "team-b": {"backend": "main", "type": "local", "name_prefix": "beta/"},
 }
