@@ -38,12 +38,21 @@ pub async fn send_raw(
     if !s.is_body_done() {
         s.set_keepalive(None);
     }
+    // h2: read the rest first so the stream ends cleanly on both sides (an
+    // answer ahead of the body ends in a reset some clients report instead);
+    // HTTP/1.1: answer first, then read, so the close does not reset it.
+    let h2 = s.as_downstream().is_http2();
+    if h2 {
+        super::transport::drain_unread(s).await;
+    }
     let head_only = s.req_header().method == http::Method::HEAD || body.is_empty();
     s.write_response_header(Box::new(resp), head_only).await?;
     if !head_only {
         s.write_response_body(Some(body), true).await?;
     }
-    super::transport::drain_after_answer(s).await;
+    if !h2 {
+        super::transport::drain_unread(s).await;
+    }
     Ok(())
 }
 

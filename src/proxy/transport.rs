@@ -42,8 +42,9 @@ pub fn on_request(conns: &Connections, s: &mut Session, limits: &ClientLimits) {
             s.set_keepalive(Some(limits.keepalive_timeout.as_secs()));
         }
         s.set_pipelining_enabled(true);
-        s.set_read_timeout(Some(limits.body_timeout));
     }
+    // h2 needs the vendored pingora-core (vendor/README.md).
+    s.set_read_timeout(Some(limits.body_timeout));
     s.set_write_timeout(Some(limits.send_timeout));
 }
 
@@ -73,7 +74,7 @@ pub fn gone() -> Box<Error> {
 }
 
 /// The next piece of the request body, or a downstream `ReadTimedout` when
-/// the client sends nothing for `within` (pingora has no body deadline on h2).
+/// the client sends nothing for `within`.
 pub async fn read_body(s: &mut Session, within: Duration) -> Result<Option<Bytes>> {
     match tokio::time::timeout(within, s.read_request_body()).await {
         Ok(r) => r.map_err(|e| e.into_down()),
@@ -85,11 +86,11 @@ pub async fn read_body(s: &mut Session, within: Duration) -> Result<Option<Bytes
     }
 }
 
-/// After an answer sent before the request body was read: read and drop a
+/// For an answer given before the request body was read: read and drop a
 /// bounded amount so the client gets the answer, not a reset (h2 resets an
 /// unfinished stream; an HTTP/1.1 close with unread data sends a TCP RST).
 /// The connection is not reused.
-pub async fn drain_after_answer(s: &mut Session) {
+pub async fn drain_unread(s: &mut Session) {
     if s.is_body_done() {
         return;
     }

@@ -198,3 +198,55 @@ def test_client_that_stops_reading_releases_backend(pair, pki, unique):
             s.close()
     assert len(backend_requests(reg, digest)) >= 4
     still_serves(gw, pki)
+
+
+def test_stalled_blob_upload_gets_408_h2(pair, pki, unique):
+    """Attack: a streamed blob PATCH over h2 that sends part of its body and stalls."""
+    reg, gw = pair
+    name = unique("stallblob2")
+    api = V2(gw.url, verify=str(pki.ca_crt))
+    r = api.start_upload(f"docker-local/{name}")
+    assert r.status_code == 202, r.text
+    loc = r.headers["Location"]
+    path = loc[loc.index("/v2/"):] if "://" in loc else loc
+    c = H2Client(gw.port(), pki.ca_crt)
+    sid = c.headers("PATCH", path, [("content-type", "application/octet-stream"),
+                                    ("content-length", str(1 << 20))], end=False)
+    c.conn.send_data(sid, b"x" * 4096)
+    c.flush()
+    st = c.streams[sid]
+    start = time.monotonic()
+    c.pump(lambda: st.ended or st.reset is not None,
+           timeout=LIMITS["body_timeout_seconds"] + 6)
+    c.close()
+    assert st.status == 408, (st, time.monotonic() - start)
+    assert error_codes(st.body), st.body
+    still_serves(gw, pki)
+
+
+def test_h2_client_that_stops_reading_releases_backend(pair, pki, unique):
+    """Attack: h2 clients GET a large blob and never read (nor open their flow-control
+    window); each pins a backend connection until send_timeout_seconds passes."""
+    reg, gw = pair
+    name = unique("noread2")
+    data = os.urandom(8 << 20)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    V2(reg.url).push_blob(name, data)
+    baseline = established_to(reg.port)
+    clients = []
+    for _ in range(4):
+        c = H2Client(gw.port(), pki.ca_crt)
+        c.headers("GET", f"/v2/docker-local/{name}/blobs/{digest}")
+        c.flush()
+        clients.append(c)
+    try:
+        assert wait_for(lambda: established_to(reg.port) >= baseline + 4, 5), \
+            "the stalled downloads never reached the backend"
+        released = wait_for(lambda: established_to(reg.port) <= baseline,
+                            LIMITS["send_timeout_seconds"] + 8)
+        assert released, (f"{established_to(reg.port)} backend connections still open "
+                          f"(baseline {baseline})")
+    finally:
+        for c in clients:
+            c.close()
+    still_serves(gw, pki)
