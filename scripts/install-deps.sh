@@ -11,6 +11,7 @@ APT_PACKAGES=(
   curl openssl apache2-utils      # curl (h2), openssl, htpasswd -B
   prometheus                      # prometheus + promtool for the metrics tests
   systemd                         # systemd-analyze for the unit checks
+  dpkg-dev chromium               # scripts/package.sh (dpkg-shlibdeps); the status page test
   python3 python3-pip python3-cryptography   # hand-signed schema1 manifests (ES256)
 )
 PIP_PACKAGES=(oras pytest requests h2 sslyze)

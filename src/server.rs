@@ -4,6 +4,7 @@
 use crate::config::ClientLimits;
 use crate::observe::access_log::AccessLog;
 use crate::observe::http::MetricsApp;
+use crate::observe::status::{Board, Sampler};
 use crate::observe::Metrics;
 use crate::proxy::conn::Guarded;
 use crate::proxy::{Gateway, Runtime, Shared};
@@ -145,9 +146,15 @@ pub fn serve(path: &Path) -> Result<(), String> {
         access_log,
     );
     if let Some(addr) = cfg.metrics.address {
+        let board = Board::new(shared.clone(), store.clone());
+        server.add_service(background_service(
+            "dockgate status samples",
+            Sampler(board.clone()),
+        ));
         let app = MetricsApp {
             metrics: metrics.clone(),
             ports: cfg.listeners.iter().map(|l| l.address.port()).collect(),
+            status: board,
         };
         let mut svc = Service::new("dockgate metrics".to_string(), app);
         svc.add_tcp(&addr.to_string());

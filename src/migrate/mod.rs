@@ -4,9 +4,14 @@
 
 pub mod classify;
 pub mod client;
+pub mod config_v1;
+pub mod convert;
+pub mod journal;
+pub mod layer;
 pub mod output;
 pub mod progress;
 pub mod scan;
+pub mod schema1;
 
 pub use progress::Progress;
 
@@ -24,6 +29,8 @@ pub enum MigrateError {
     NoRepository { file: String, key: String },
     #[error("starting the runtime: {0}")]
     Runtime(std::io::Error),
+    #[error(transparent)]
+    Journal(#[from] journal::JournalError),
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -44,6 +51,35 @@ pub enum Schema1Command {
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
     },
+    /// Convert schema1 images in place to schema2 (or OCI): every tag that
+    /// pointed at a schema1 manifest then points at the converted one.
+    /// Exit 0: all converted (or none found); 1: some skipped; 2: errors.
+    Convert {
+        /// Config file (TOML).
+        #[arg(long, short, default_value = "/etc/dockgate/dockgate.toml")]
+        config: PathBuf,
+        /// Only this repository key; default: all.
+        #[arg(long)]
+        repository: Option<String>,
+        /// Only this image (as clients name it), optionally one tag: NAME[:TAG].
+        #[arg(long)]
+        image: Option<String>,
+        /// Target: v2s2 (lossless, byte-identical to `skopeo copy --format v2s2`) or oci.
+        #[arg(long, value_enum, default_value_t = convert::Format::V2s2)]
+        format: convert::Format,
+        /// Print the plan (old → new digest per image) and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Delete the old manifest once no tag points at it (pulls by the old digest break).
+        #[arg(long)]
+        delete_old: bool,
+        /// JSON-lines record of what was done; a rerun skips what it lists.
+        #[arg(long, default_value = "dockgate-schema1-journal.jsonl")]
+        journal: PathBuf,
+        /// Requests in flight at once while scanning.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+    },
 }
 
 /// Exit codes of `scan`.
@@ -58,6 +94,28 @@ pub fn run(cmd: Schema1Command) -> ExitCode {
             format,
             concurrency,
         } => run_scan(&config, &repositories, format, concurrency),
+        Schema1Command::Convert {
+            config,
+            repository,
+            image,
+            format,
+            dry_run,
+            delete_old,
+            journal,
+            concurrency,
+        } => run_convert(
+            &config,
+            repository,
+            image.as_deref(),
+            convert::Options {
+                format,
+                dry_run,
+                delete_old,
+                tag: None,
+            },
+            &journal,
+            concurrency,
+        ),
     };
     match r {
         Ok(code) => code,
@@ -142,4 +200,147 @@ fn run_scan(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `NAME[:TAG]`: the tag is what follows the last `:` after the last `/`.
+pub fn split_image(s: &str) -> (String, Option<String>) {
+    let slash = s.rfind('/').map_or(0, |i| i + 1);
+    match s[slash..].rfind(':') {
+        Some(i) => (
+            s[..slash + i].to_string(),
+            Some(s[slash + i + 1..].to_string()),
+        ),
+        None => (s.to_string(), None),
+    }
+}
+
+fn run_convert(
+    config: &std::path::Path,
+    repository: Option<String>,
+    image: Option<&str>,
+    mut opts: convert::Options,
+    journal: &std::path::Path,
+    concurrency: usize,
+) -> Result<ExitCode, MigrateError> {
+    let keys: Vec<String> = repository.into_iter().collect();
+    let Setup { client, repos, .. } = setup(config, &keys)?;
+    let (name, tag) = match image {
+        Some(i) => {
+            let (n, t) = split_image(i);
+            (Some(n), t)
+        }
+        None => (None, None),
+    };
+    opts.tag = tag;
+    let mut journal = journal::Journal::open(journal, !opts.dry_run)?;
+    let rt = runtime()?;
+    let progress = progress::Stderr::new();
+    let shared: Arc<dyn Progress> = Arc::new(progress::Stderr::new());
+    let (mut converted, mut skipped) = (0usize, 0usize);
+    if !opts.dry_run {
+        match rt.block_on(convert::settle(&client, &repos, &mut journal)) {
+            Ok(0) => {}
+            Ok(n) => eprintln!("{n} tag writes of an interrupted run confirmed and recorded"),
+            Err(e) => eprintln!("error: checking the interrupted run's last writes: {e}"),
+        }
+    }
+    let report = rt.block_on(scan::scan(&client, &repos, concurrency, shared));
+    for e in &report.summary.errors {
+        eprintln!("error: {e}");
+    }
+    let rows: Vec<&scan::Row> = report
+        .rows
+        .iter()
+        .filter(|r| name.as_ref().is_none_or(|n| *n == r.image))
+        .filter(|r| opts.tag.as_ref().is_none_or(|t| r.tags.contains(t)))
+        .collect();
+    for row in rows {
+        let Some(repo) = repos.iter().find(|r| r.key == row.repository) else {
+            continue;
+        };
+        let what = format!(
+            "repository {} image {}@{} (tags {})",
+            row.repository,
+            row.image,
+            row.digest,
+            row.tags.join(", ")
+        );
+        let got = rt.block_on(convert::convert_one(
+            &client,
+            repo,
+            row,
+            &opts,
+            &mut journal,
+            &progress,
+        ));
+        match got {
+            Ok(o) => {
+                let verb = if opts.dry_run {
+                    "would convert"
+                } else {
+                    "converted"
+                };
+                println!(
+                    "{verb} {}/{}@{} -> {} (tags {})",
+                    row.repository,
+                    row.image,
+                    row.digest,
+                    o.new_digest,
+                    o.converted.join(", ")
+                );
+                for n in &o.notes {
+                    println!("  {n}");
+                }
+                converted += 1;
+            }
+            Err(reason) => {
+                eprintln!("skipped {what}: {reason}");
+                if !opts.dry_run {
+                    journal.record(&journal::Event::Skip {
+                        repository: row.repository.clone(),
+                        image: row.image.clone(),
+                        digest: row.digest.clone(),
+                        reason,
+                    })?;
+                }
+                skipped += 1;
+            }
+        }
+    }
+    eprintln!(
+        "{converted} images {}, {skipped} skipped, {} scan errors",
+        if opts.dry_run {
+            "to convert"
+        } else {
+            "converted"
+        },
+        report.summary.errors.len()
+    );
+    Ok(if !report.summary.errors.is_empty() {
+        ExitCode::from(EXIT_ERRORS)
+    } else if skipped > 0 {
+        ExitCode::from(EXIT_FOUND)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn image_and_tag() {
+        let cases = [
+            ("app", ("app", None)),
+            ("app:v1", ("app", Some("v1"))),
+            ("team/app:v1", ("team/app", Some("v1"))),
+            ("team/app", ("team/app", None)),
+        ];
+        for (i, (n, t)) in cases {
+            assert_eq!(
+                super::split_image(i),
+                (n.to_string(), t.map(str::to_string)),
+                "{i}"
+            );
+        }
+    }
 }

@@ -1,5 +1,5 @@
 //! What dockgate tells operators: Prometheus metrics, the access log, and
-//! the metrics listener.
+//! the metrics listener with its status page.
 
 pub mod access_log;
 pub mod audit;
@@ -7,6 +7,7 @@ pub mod http;
 pub mod metrics;
 pub mod operation;
 pub mod request_id;
+pub mod status;
 
 pub use metrics::Metrics;
 pub use operation::Operation;

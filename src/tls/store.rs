@@ -173,6 +173,14 @@ impl CertStore {
     }
 
     /// `(name, notAfter unix seconds)` of what serves now.
+    /// What serves now, per entry: its spec and its leaf certificate (DER).
+    pub fn served(&self) -> Vec<(CertSpec, Option<rustls_pki_types::CertificateDer<'static>>)> {
+        self.entries
+            .iter()
+            .map(|e| (e.spec.clone(), e.live.load().key.cert.first().cloned()))
+            .collect()
+    }
+
     pub fn expiries(&self) -> Vec<(String, i64)> {
         self.entries
             .iter()

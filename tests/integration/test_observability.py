@@ -8,10 +8,12 @@ docker-registry, stopped once the gateway is up, so it is down).
 import json
 import re
 import secrets
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+import requests
 
 from dgtest import images
 from dgtest.backend import Registry
@@ -154,3 +156,74 @@ def test_every_dashboard_query_returns_data(observed):
             assert max(values) > 0, (title, e, values)
     down = observed.prom.by_label("dockgate_backend_up", "backend")
     assert down == {"main": 1.0, "spare": 0.0}, down
+
+
+# Status page -------------------------------------------------------------------------------------
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
+
+
+def chromium(args, profile, timeout=90):
+    exe = shutil.which("chromium")
+    if not exe:
+        pytest.fail("chromium is not installed (scripts/install-deps.sh installs it)")
+    return subprocess.run([exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def status_json(o):
+    r = requests.get(f"http://127.0.0.1:{o.mport}/status.json", timeout=10)
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/json")
+    return r.json()
+
+
+def test_status_json_shows_the_stopped_backend_down(observed):
+    s = status_json(observed)
+    backends = {b["name"]: b for b in s["backends"]}
+    assert backends["spare"]["up"] is False and backends["main"]["up"] is True, backends
+    repos = {r["key"]: r for r in s["repositories"]}
+    assert repos["obs-legacy"]["backend"] == "spare" and repos["obs-legacy"]["backend_up"] is False
+    assert repos["obs-app"]["block_schema1_push"] is True
+    assert repos["obs-legacy"]["block_schema1_pull"] is True  # remote: blocked by default
+    assert [l["method"] for l in s["listeners"]] == ["path"]
+    cert = s["certificates"][0]
+    assert "127.0.0.1" in cert["ip_sans"] and "localhost" in cert["dns_sans"], cert
+    assert 0 < cert["days_left"] <= 400, cert
+    assert s["version"] and s["auth"] == "passthrough"
+    # The schema 1 refusals and the traffic are in the window once two samples exist.
+    def refused():
+        r = status_json(observed)["repositories"]
+        return next(x for x in r if x["key"] == "obs-app")["rates"]["schema1_refused"] == 2
+    wait_for(refused, timeout=15, what="schema 1 refusals in the status window")
+    # Nothing the metrics audience should not see.
+    text = json.dumps(s)
+    assert "password" not in text.lower() and "htpasswd" not in text.lower()
+
+
+def test_status_page_in_headless_chromium(observed):
+    url = f"http://127.0.0.1:{observed.mport}/"
+    shot = observed.artifacts / "status-page.png"
+    p = chromium([f"--screenshot={shot}", "--window-size=1280,1400", url],
+                 observed.artifacts / "chromium-shot")
+    assert shot.is_file() and shot.stat().st_size > 10_000, p.stdout + p.stderr
+    keep = REPO_ROOT / "target" / "test-artifacts"
+    keep.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shot, keep / "status-page.png")
+    print(f"status page screenshot: {keep / 'status-page.png'} (and {shot})")
+    # What Chromium rendered, as a DOM: the stopped backend's row says down.
+    p = chromium(["--dump-dom", url], observed.artifacts / "chromium-dom")
+    dom = p.stdout
+    assert "<title>DOWN · dockgate status</title>" in dom, dom[:2000]
+    row = re.search(r'<tr id="backend-spare" class="down">(.*?)</tr>', dom, re.S)
+    assert row and 'data-state="down"' in row.group(1), dom
+    row = re.search(r'<tr id="backend-main" class="up">(.*?)</tr>', dom, re.S)
+    assert row and 'data-state="up"' in row.group(1), dom
+    assert re.search(r'<tr id="repo-obs-legacy" class="down">', dom), dom
+    assert "backends up<b>1 / 2</b>" in dom
+    assert 'http-equiv="refresh"' in dom
+    # The JSON agrees with the page.
+    s = status_json(observed)
+    for b in s["backends"]:
+        state = "up" if b["up"] else "down"
+        assert f'<tr id="backend-{b["name"]}" class="{state}">' in dom, b

@@ -82,7 +82,8 @@ def copy_tag(base, name, src, dst, auth=None):
 
 
 def seed(env):
-    """legacy/app:v1,v1-alias (skopeo v2s1), legacy/modern:latest (schema2),
+    """legacy/app:v1,v1-alias (skopeo v2s1; skopeo gzips the uncompressed layer on the way),
+    legacy/modern:latest (schema2),
     legacy/multi:latest (a list with a schema1 child), hub/edge:old (hand-signed)."""
     img, diff_ids = source_image()
     layout = write_oci_layout(env.tmp / "src", {"v1": img})
@@ -202,3 +203,136 @@ def test_scan_of_5000_tags_on_two_backends(ram_registries, dockgate, client_env,
     assert code == 0, err
     assert body["summary"]["tags"] == 2 * n and body["schema1"] == []
     assert body["summary"]["images"] == 8
+
+
+# convert ------------------------------------------------------------------------------------
+def head(base, name, ref, auth=None):
+    r = requests.head(f"{base}/v2/{name}/manifests/{ref}", headers={"Accept": ACCEPT_ALL},
+                      auth=auth)
+    return r.headers.get("Content-Type", ""), r.headers.get("Docker-Content-Digest", "")
+
+
+def config_of(base, name, ref):
+    m = requests.get(f"{base}/v2/{name}/manifests/{ref}",
+                     headers={"Accept": DOCKER_MANIFEST}).json()
+    cfg = requests.get(f"{base}/v2/{name}/blobs/{m['config']['digest']}")
+    assert cfg.status_code == 200
+    return m, m["config"]["digest"], cfg.json()
+
+
+def skopeo_v2s2(env, name, tag):
+    """Ground truth: skopeo's own schema1 → schema2 conversion into truth/<name>."""
+    env.client.skopeo("copy", "--retry-times", "0", "--src-tls-verify=false",
+                      "--dest-tls-verify=false", "--format", "v2s2",
+                      f"docker://{env.a.hostport}/{name}:{tag}",
+                      f"docker://{env.a.hostport}/truth/{name}:{tag}", timeout=120)
+    return config_of(env.a.url, f"truth/{name}", tag)
+
+
+def journal_tags(path):
+    lines = [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+    return [(l["repository"], l["image"], l["tag"]) for l in lines if l["event"] == "tag"]
+
+
+def test_convert_matches_skopeo_and_real_clients_pull(env):
+    s = seed(env)
+    gz_img, gz_diff_ids = source_image(uncompressed=False)
+    gz_layout = write_oci_layout(env.tmp / "gz", {"v1": gz_img})
+    push_v2s1(env.client, gz_layout, "v1", env.a.hostport, "legacy/gz", "v1")
+    truth = {n: skopeo_v2s2(env, n, t)
+             for n, t in [("legacy/app", "v1"), ("legacy/gz", "v1"), ("hub/edge", "old")]}
+    journal = env.tmp / "journal.jsonl"
+    conv = ["schema1", "convert", "--config", env.config, "--journal", journal]
+
+    # Dry run: the plan, nothing written.
+    r = env.dockgate(*conv, "--repository", "legacy", "--dry-run")
+    assert "would convert legacy/app@" + s["app"] in r.stdout, r.stdout + r.stderr
+    assert not journal.exists()
+    assert head(env.a.url, "legacy/app", "v1")[0] == SCHEMA1_SIGNED
+
+    r = env.dockgate(*conv, "--repository", "legacy")
+    # The list's child is skipped with its reason; everything else converts.
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "child of a manifest list" in r.stderr
+    assert f"converted legacy/app@{s['app']}" in r.stdout, r.stdout
+    r = env.dockgate(*conv, "--repository", "hub", "--image", "edge:old")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+    ct, app = head(env.a.url, "legacy/app", "v1")
+    assert ct == DOCKER_MANIFEST
+    assert head(env.a.url, "legacy/app", "v1-alias") == (ct, app)
+    m, cfg_digest, cfg = config_of(env.a.url, "legacy/app", "v1")
+    assert cfg["rootfs"]["diff_ids"] == s["diff_ids"]
+    assert cfg_digest == truth["legacy/app"][1]            # byte-identical config
+    assert [l["digest"] for l in m["layers"]] == [l["digest"] for l in truth["legacy/app"][0]["layers"]]
+    _, gz_cfg, gz_c = config_of(env.a.url, "legacy/gz", "v1")
+    assert gz_c["rootfs"]["diff_ids"] == gz_diff_ids and gz_cfg == truth["legacy/gz"][1]
+    # All gzip: the manifest is byte-identical too.
+    truth_gz = head(env.a.url, "truth/legacy/gz", "v1")[1]
+    assert head(env.a.url, "legacy/gz", "v1") == (DOCKER_MANIFEST, truth_gz)
+    edge_m, edge_cfg, edge = config_of(env.a.url, "hub/edge", "old")
+    # The raw blobs are labelled from their bytes, not the blob-info cache (c/image#1270).
+    assert [l["mediaType"].rsplit(".", 1)[1] for l in edge_m["layers"]] == \
+        ["gzip", "tar", "tar", "tar"], edge_m
+    assert edge["rootfs"]["diff_ids"] == s["edge_diff_ids"]
+    assert edge_cfg == truth["hub/edge"][1], (edge, truth["hub/edge"][2])
+
+    # Every tag once in the journal.
+    tags = journal_tags(journal)
+    assert sorted(tags) == sorted([("legacy", "app", "v1"), ("legacy", "app", "v1-alias"),
+                                   ("legacy", "gz", "v1"), ("legacy", "multi", "s1"),
+                                   ("hub", "edge", "old")]), tags
+
+    # Real consumers.
+    store = env.tmp / "store"
+    env.client.skopeo("copy", "--retry-times", "0", "--src-tls-verify=false",
+                      f"docker://{env.a.hostport}/legacy/app:v1",
+                      f"containers-storage:[vfs@{store}/root+{store}/run]legacy/app:v1",
+                      timeout=120)
+    short = Path(tempfile.mkdtemp(prefix="dgp"))  # podman wants a runroot under 50 chars
+    try:
+        run(["podman", "--root", short / "root", "--runroot", short / "run",
+             "--storage-driver", "vfs", "pull", "--tls-verify=false",
+             f"{env.a.hostport}/legacy/gz:v1"], env=env.client.env, timeout=120)
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
+
+    # Only the list's child is left.
+    code, body, err = env.scan("--repository", "legacy", "--repository", "hub")
+    assert [(r["image"], r["list"]) for r in body["schema1"]] == [("multi", s["list"])], body
+
+
+def test_convert_killed_midway_resumes_without_converting_twice(env):
+    import signal
+    import subprocess
+    img, _ = source_image(uncompressed=False)
+    layout = write_oci_layout(env.tmp / "src", {"v1": img})
+    push_v2s1(env.client, layout, "v1", env.a.hostport, "legacy/many", "t0")
+    tags = [f"t{i}" for i in range(40)]
+    for t in tags[1:]:
+        copy_tag(env.a.url, "legacy/many", "t0", t)
+    journal = env.tmp / "journal.jsonl"
+    args = [env.gw.binary, "schema1", "convert", "--config", env.config, "--repository",
+            "legacy", "--journal", journal]
+    p = subprocess.Popen([str(a) for a in args], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and p.poll() is None:
+        if journal.exists() and journal.read_text().count("\n") >= 3:
+            break
+        time.sleep(0.005)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    first = len(journal_tags(journal))
+    assert 0 < first < len(tags), "the kill came too late to test anything"
+    r = env.dockgate(*args[1:])
+    assert r.returncode == 0, r.stdout + r.stderr
+    done = journal_tags(journal)
+    assert sorted(t for _, _, t in done) == sorted(tags), (journal.read_text(), r.stdout, r.stderr)  # each tag once
+    digests = {head(env.a.url, "legacy/many", t) for t in tags}
+    assert len(digests) == 1 and next(iter(digests))[0] == DOCKER_MANIFEST
+    # One manifest PUT per tag by dockgate in the backend's own log, across both runs.
+    lines = [l for l in env.a.log_path.read_text().splitlines()
+             if l.endswith('"dockgate-schema1"') and '"PUT /v2/legacy/many/manifests/' in l]
+    for t in tags:
+        assert sum(f"/manifests/{t} HTTP" in l for l in lines) == 1, t

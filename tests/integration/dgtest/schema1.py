@@ -20,13 +20,15 @@ EMPTY_TAR_DIGEST = sha256_digest(EMPTY_TAR)  # sha256:5f70bf18…
 EMPTY_GZIP_DIGEST = "sha256:a3ed95caeb02ffe68cdd9fd84406680ae93d633cb16422d00e8a7c22955b46d4"
 
 
-def source_image(created="2024-05-01T10:20:30.123Z"):
-    """The test plan's source: gzip layer A, uncompressed layer B, A again, and three
-    empty-layer history entries. Returns (Image, diff_ids base first)."""
-    tar_a = random_layer_tar(3000, "a.bin")
+def source_image(created="2024-05-01T10:20:30.123Z", uncompressed=True, size=3000):
+    """The test plan's source: gzip layer A, uncompressed layer B (gzip with
+    uncompressed=False), A again, and three empty-layer history entries.
+    Returns (Image, diff_ids base first)."""
+    tar_a = random_layer_tar(size, "a.bin")
     tar_b = random_layer_tar(5000, "b.bin")
     a = Blob(gzip.compress(tar_a, compresslevel=1, mtime=0), OCI_LAYER_GZIP)
-    b = Blob(tar_b, OCI_LAYER_TAR)
+    b = (Blob(tar_b, OCI_LAYER_TAR) if uncompressed
+         else Blob(gzip.compress(tar_b, compresslevel=1, mtime=0), OCI_LAYER_GZIP))
     layers = [a, b, a]
     diff_ids = [sha256_digest(tar_a), sha256_digest(tar_b), sha256_digest(tar_a)]
     history = [
