@@ -2,6 +2,7 @@
 //! the gateway (scan) and convert them in place (convert). Runs outside
 //! pingora on a tokio runtime of its own.
 
+pub mod aql;
 pub mod classify;
 pub mod client;
 pub mod config_v1;

@@ -42,9 +42,20 @@ pub struct Summary {
     pub errors: Vec<String>,
 }
 
+/// Every tag that answered, whatever its type (for the AQL endpoint).
+#[derive(Debug, Clone)]
+pub struct TagInfo {
+    pub repository: String,
+    pub image: String,
+    pub tag: String,
+    pub digest: String,
+    pub media_type: String,
+}
+
 #[derive(Debug, Default)]
 pub struct Report {
     pub rows: Vec<Row>,
+    pub all: Vec<TagInfo>,
     pub summary: Summary,
 }
 
@@ -282,8 +293,24 @@ pub async fn scan(
     // Group by (repository, image, digest).
     type Key = (String, String, String);
     let mut groups: BTreeMap<Key, (Arc<Repository>, Kind, String, Vec<String>)> = BTreeMap::new();
+    let mut all = Vec::with_capacity(heads.len());
     for h in heads {
         let image = h.repo.image_of(&h.backend_name).unwrap_or("").to_string();
+        if !matches!(h.kind, Kind::Failed(_) | Kind::Missing) {
+            all.push(TagInfo {
+                repository: h.repo.key.clone(),
+                image: image.clone(),
+                tag: h.tag.clone(),
+                digest: h.digest.clone(),
+                media_type: h
+                    .media_type
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string(),
+            });
+        }
         match &h.kind {
             Kind::Failed(s) => {
                 summary.errors.push(format!(
@@ -396,7 +423,8 @@ pub async fn scan(
     });
     summary.errors.sort();
     summary.schema1 = rows.len();
-    Report { rows, summary }
+    all.sort_by(|a, b| (&a.repository, &a.image, &a.tag).cmp(&(&b.repository, &b.image, &b.tag)));
+    Report { rows, all, summary }
 }
 
 fn row(

@@ -193,6 +193,11 @@ impl Gateway {
             ctx.repo_label = NO_REPO.into();
             return self.docker_config(s, ctx).await.map(Some);
         }
+        if path == "/api/search/aql" || path == "/artifactory/api/search/aql" {
+            ctx.operation = Some(Operation::Other);
+            ctx.repo_label = NO_REPO.into();
+            return self.aql(s, ctx).await.map(Some);
+        }
         let key = path
             .strip_prefix("/api/repositories/")
             .or_else(|| path.strip_prefix("/artifactory/api/repositories/"));

@@ -1,6 +1,7 @@
 //! The pingora glue: one `ProxyHttp` impl whose phases call the pure
 //! modules (route, rewrite, policy) and apply what they return.
 
+mod aql;
 mod auth;
 mod catalog;
 pub mod conn;

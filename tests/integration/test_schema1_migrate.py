@@ -20,6 +20,7 @@ from dgtest.gateway import gateway_config
 from dgtest.images import (ACCEPT_ALL, DOCKER_LIST, DOCKER_MANIFEST, SCHEMA1_SIGNED,
                            make_image, write_oci_layout)
 from dgtest.ports import free_port
+from dgtest.ops import auth_gateway_config, write_htpasswd
 from dgtest.proc import run
 from dgtest.schema1 import (edge_case_image, push_v2s1, schema2_tags, source_image,
                             upload_blob)
@@ -336,3 +337,50 @@ def test_convert_killed_midway_resumes_without_converting_twice(env):
              if l.endswith('"dockgate-schema1"') and '"PUT /v2/legacy/many/manifests/' in l]
     for t in tags:
         assert sum(f"/manifests/{t} HTTP" in l for l in lines) == 1, t
+
+
+# AQL ----------------------------------------------------------------------------------------
+SEED_AQL = ('items.find({"$and": [{"name":{"$eq":"manifest.json"}}, {"type":"file"}, '
+            '{"repo":"legacy"}, {"@docker.manifest.type":{"$ne":'
+            '"application/vnd.docker.distribution.manifest.v2+json"}}]})'
+            '.include("repo","path","@docker.manifest","@docker.repoName")')
+
+
+def test_aql_endpoint_answers_the_seed_query_for_admins(registry_factory, dockgate, client_env,
+                                                        tmp_path):
+    a = registry_factory(schema1=True)
+    cfg = auth_gateway_config(a.url, {"legacy": {"name_prefix": "legacy/", "read": ["dev"],
+                                                 "block_schema1_push": False}},
+                              auth={"admins": ["root"]})
+    gw = dockgate(cfg, start=False)
+    write_htpasswd(gw.dir / "users.htpasswd", {"root": "rootpw", "dev": "devpw"})
+    gw.start()
+    env = Env(a, a, gw, client_env, tmp_path)
+    img, _ = source_image()
+    layout = write_oci_layout(tmp_path / "src", {"v1": img})
+    push_v2s1(client_env, layout, "v1", a.hostport, "legacy/app", "v1")
+    schema2_tags(a.url, "legacy/app", ["v2"])
+    url = f"https://127.0.0.1:{gw.port('path')}/api/search/aql"
+
+    def curl(user, body):
+        args = ["-sS", "--cacert", str(env.client.cert_dir / "ca.crt"), "-X", "POST",
+                "-H", "Content-Type: text/plain", "--data-binary", body,
+                "-o", str(tmp_path / "out"), "-w", "%{http_code}", url]
+        if user:
+            args[:0] = ["-u", user]
+        code = int(run(["curl", *args], env=client_env.env).stdout)
+        return code, (tmp_path / "out").read_text()
+
+    code, body = curl("root:rootpw", SEED_AQL)
+    assert code == 200, body
+    doc = json.loads(body)
+    assert doc["results"] == [{"repo": "legacy", "path": "app/v1", "properties": [
+        {"key": "docker.manifest", "value": "v1"},
+        {"key": "docker.repoName", "value": "app"}]}], doc
+    assert doc["range"]["total"] == 1
+    code, body = curl("root:rootpw", 'items.find({"name":"manifest.json"}).sort({"$asc":["name"]})')
+    assert code == 400 and "supported:" in body, body
+    code, body = curl("dev:devpw", SEED_AQL)
+    assert code == 403, body
+    code, body = curl(None, SEED_AQL)
+    assert code == 401, body
