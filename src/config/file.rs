@@ -22,6 +22,8 @@ pub struct FileConfig {
     pub log: Option<LogFile>,
     #[serde(default)]
     pub auth: Option<AuthFile>,
+    #[serde(default)]
+    pub cluster: Option<super::cluster::ClusterFile>,
 }
 
 #[derive(Debug, Deserialize)]

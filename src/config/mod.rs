@@ -2,11 +2,13 @@
 //! domain types below. Errors name the file and the key.
 
 mod advice;
+pub mod cluster;
 mod file;
 pub mod overlap;
 mod validate;
 
 pub use advice::warnings;
+pub use cluster::Cluster;
 pub use validate::{load, parse};
 
 use std::collections::BTreeMap;
@@ -37,6 +39,8 @@ pub struct Config {
     pub log: Log,
     /// None: passthrough mode (backends authenticate clients themselves).
     pub auth: Option<Auth>,
+    /// None: runtime state in files (one instance).
+    pub cluster: Option<Cluster>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

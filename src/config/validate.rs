@@ -181,8 +181,15 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         Some(a) => Some(auth(&cx, a, &tls)?),
     };
 
+    let cluster = match &raw.cluster {
+        Some(c) => Some(super::cluster::validate(c, &|k, m| cx.err(k, m), &|p| {
+            cx.path(p)
+        })?),
+        None => None,
+    };
     Ok(Config {
         auth,
+        cluster,
         path: path.to_path_buf(),
         server,
         tls,

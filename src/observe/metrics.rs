@@ -26,6 +26,10 @@ pub struct Metrics {
     pub auth_failures: IntCounterVec,
     pub cert_expiry: GaugeVec,
     pub open_connections: IntGauge,
+    /// `[cluster]`: 1 while etcd answers.
+    pub cluster_connected: IntGauge,
+    /// `[cluster]`: seconds since etcd last answered (0 while connected).
+    pub cluster_state_age: prometheus::Gauge,
 }
 
 impl Metrics {
@@ -112,6 +116,16 @@ impl Metrics {
             "Established client connections on dockgate's listeners.",
         )?;
         registry.register(Box::new(open_connections.clone()))?;
+        let cluster_connected = IntGauge::new(
+            "dockgate_cluster_connected",
+            "1 while the cluster store (etcd) answers; 0 while serving the last state seen.",
+        )?;
+        registry.register(Box::new(cluster_connected.clone()))?;
+        let cluster_state_age = prometheus::Gauge::new(
+            "dockgate_cluster_state_age_seconds",
+            "Seconds since the cluster store last answered (0 while connected).",
+        )?;
+        registry.register(Box::new(cluster_state_age.clone()))?;
         let build = IntGaugeVec::new(
             Opts::new("dockgate_build_info", "dockgate's version; always 1."),
             &["version"],
@@ -135,6 +149,8 @@ impl Metrics {
             auth_failures,
             cert_expiry,
             open_connections,
+            cluster_connected,
+            cluster_state_age,
         })
     }
 
