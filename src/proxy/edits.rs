@@ -32,7 +32,7 @@ pub fn upstream_request(
     }
     // With gateway auth the client's credentials are for dockgate, never
     // the backend's; backend credentials come from config.
-    if ctx.rt.as_ref().is_some_and(|r| r.auth.is_some()) {
+    if ctx.rt.auth.is_some() {
         up.remove_header("authorization");
     }
     if let Some((user, pass)) = &b.credentials {
