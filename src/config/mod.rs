@@ -4,6 +4,7 @@
 mod advice;
 mod file;
 pub mod overlap;
+pub mod policy;
 mod validate;
 
 pub use advice::warnings;
@@ -37,6 +38,8 @@ pub struct Config {
     pub log: Log,
     /// None: passthrough mode (backends authenticate clients themselves).
     pub auth: Option<Auth>,
+    /// `[policy]`: read-only, networks, trusted proxies, rate limit.
+    pub policy: policy::GlobalPolicy,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,6 +212,8 @@ pub struct Repository {
     pub block_schema1_push: bool,
     pub block_schema1_pull: bool,
     pub acl: Acl,
+    /// Read-only, immutable tags, networks, rate limit.
+    pub policy: policy::RepoPolicy,
 }
 
 impl Repository {

@@ -10,9 +10,11 @@
 //! ```
 
 pub mod checks;
+mod facts;
 mod step;
 
-pub use step::{Body, Forward, Local, Step};
+pub use facts::{client_ip, learn};
+pub use step::{Body, Forward, Local, Pace, Step};
 
 use crate::endpoint::{self, catalog, credentials, ping, Env, Notes, Own, Request};
 use crate::observe::metrics::NO_REPO;
@@ -35,6 +37,10 @@ pub fn wants_body(env: &Env<'_>, head: &http::request::Parts) -> bool {
 pub async fn run(env: &Env<'_>, req: &Request<'_>, notes: &mut Notes) -> Step {
     if let Some(e) = checks::head(req.head, &env.rt.hosts) {
         return Step::error(e);
+    }
+    if let Some(r) = policy::decide::admit(req.client_ip, &env.rt.cfg.policy) {
+        notes.refused = Some(r.rule);
+        return Step::error(r.error);
     }
     if let Some(own) = Own::classify(req.path(), env.rt.auth.is_some()) {
         return endpoint::handle(own, env, req, notes).await;
@@ -89,26 +95,37 @@ fn repository(
     } else {
         route::client_name(&req.listen, &t.repo, &t.image)
     };
+    let who = facts::who(principal, req.client_ip);
+    let now = std::time::Instant::now();
     let facts = Facts {
         method,
         endpoint: t.endpoint.as_ref(),
         name: &name,
         stage: Stage::Head,
+        client: req.client_ip,
+        over_limit: facts::over_limit(env, &t, &who, now),
+        read_only: facts::read_only(env, &t, &who, now),
     };
     let target = route::auth_target(&rt.cfg, t.repo.clone(), &t.image);
     let verdict = policy::decide(&facts, principal, &target, &policies(env));
-    if let Verdict::Deny(r) = &verdict {
-        notes.refused = Some(r.rule);
+    match &verdict {
+        Verdict::Deny(r) => notes.refused = Some(r.rule),
+        Verdict::Limit { .. } => notes.refused = Some(policy::Rule::RateLimit),
+        _ => {}
     }
     if let Some(answer) = credentials::render(env, req, verdict) {
         return Step::Respond(answer);
     }
-    Step::Forward(Box::new(forward(env, req, t)))
+    let mut f = forward(env, req, t);
+    f.pace = facts::pace(env, f.target.as_ref(), method, &who);
+    f.who = who;
+    Step::Forward(Box::new(f))
 }
 
 fn policies<'a>(env: &'a Env<'_>) -> Policies<'a> {
     Policies {
         auth: env.rt.auth.as_ref().map(|a| &a.cfg),
+        global: &env.rt.cfg.policy,
     }
 }
 
@@ -135,16 +152,36 @@ fn forward(env: &Env<'_>, req: &Request<'_>, t: RepoTarget) -> Forward {
     f
 }
 
-/// The decision on a manifest PUT's body, read whole. These stages look
-/// at content, not at who asks (the head was decided already).
-pub fn on_manifest(
+/// The decision on a manifest PUT's body, read whole. For a tag under
+/// `immutable_tags` the backend is asked for the tag's digest just before
+/// (a lookup that fails refuses the push: fail closed). The principal was
+/// decided on the head already; these stages look at content.
+pub async fn on_manifest(
     env: &Env<'_>,
     method: &http::Method,
     t: &RepoTarget,
     content_type: Option<&str>,
     body: &[u8],
 ) -> Option<Refusal> {
-    let stage = Stage::Manifest { content_type, body };
+    let target = route::auth_target(&env.rt.cfg, t.repo.clone(), &t.image);
+    let current = if policy::decide::needs_current(&target, t.endpoint.as_ref()) {
+        match facts::current_digest(env, t).await {
+            Ok(d) => d,
+            Err(error) => {
+                return Some(Refusal {
+                    rule: policy::Rule::ImmutableTag,
+                    error,
+                })
+            }
+        }
+    } else {
+        None
+    };
+    let stage = Stage::Manifest {
+        content_type,
+        body,
+        current: current.as_deref(),
+    };
     refusal(env, method, t, stage)
 }
 
@@ -170,6 +207,9 @@ fn refusal(env: &Env<'_>, method: &http::Method, t: &RepoTarget, stage: Stage) -
         endpoint: t.endpoint.as_ref(),
         name: &t.image,
         stage,
+        client: None,
+        over_limit: None,
+        read_only: None,
     };
     let target = route::auth_target(&env.rt.cfg, t.repo.clone(), &t.image);
     match policy::decide(&facts, &Principal::Anonymous, &target, &policies(env)) {

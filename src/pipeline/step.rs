@@ -33,6 +33,17 @@ pub struct Forward {
     pub body: Body,
     /// Request headers replaced before forwarding.
     pub set_headers: Vec<(&'static str, String)>,
+    /// Pull bytes paced to a rate (`rate_limit.pull_bytes_per_second`).
+    pub pace: Option<Pace>,
+    /// The client as limits and drains know it: user, or address.
+    pub who: String,
+}
+
+/// A pulled body's pace: the limiter key and its bytes per second.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pace {
+    pub key: String,
+    pub bytes_per_second: u64,
 }
 
 impl Forward {
@@ -44,6 +55,8 @@ impl Forward {
             target: None,
             body: Body::Stream,
             set_headers: Vec::new(),
+            pace: None,
+            who: String::new(),
         }
     }
 }

@@ -4,7 +4,7 @@ use super::state::{InFlight, Runtime, Shared};
 use crate::config::Backend;
 use crate::endpoint::Notes;
 use crate::observe::metrics::UNKNOWN_REPO;
-use crate::pipeline::Forward;
+use crate::pipeline::{Forward, Pace};
 use crate::rewrite::response::View;
 use crate::route::RepoTarget;
 use bytes::Bytes;
@@ -35,6 +35,10 @@ pub struct Ctx {
     pub request_id: String,
     /// The status a failed request was answered (or would have been).
     pub failure_status: Option<u16>,
+    /// Pull bytes paced to a rate.
+    pub pace: Option<Pace>,
+    /// The client as limits and drains know it.
+    pub who: String,
 }
 
 impl Ctx {
@@ -58,6 +62,8 @@ impl Ctx {
             started: Instant::now(),
             request_id: String::new(),
             failure_status: None,
+            pace: None,
+            who: String::new(),
         }
     }
 
@@ -67,5 +73,7 @@ impl Ctx {
         self.view = f.view.clone();
         self.backend = Some(f.backend.clone());
         self.target = f.target.clone();
+        self.pace = f.pace.clone();
+        self.who = f.who.clone();
     }
 }

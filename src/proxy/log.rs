@@ -41,6 +41,11 @@ pub fn record(shared: &Shared, s: &Session, ctx: &Ctx) {
         Some(Rule::Schema1Pull) => Some("pull"),
         _ => None,
     };
+    if let Some(rule) = ctx.notes.refused {
+        m.policy_refused
+            .with_label_values(&[repo, rule.as_str()])
+            .inc();
+    }
     if let Some(dir) = schema1 {
         m.schema1_refused.with_label_values(&[repo, dir]).inc();
     }
@@ -93,6 +98,7 @@ pub fn record(shared: &Shared, s: &Session, ctx: &Ctx) {
             duration_ms: (elapsed.as_secs_f64() * 1e6).round() / 1e3,
             backend,
             backend_status: ctx.backend_status,
+            refused_by: ctx.notes.refused.map_or("", |r| r.as_str()),
         },
         alone,
     );

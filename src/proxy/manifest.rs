@@ -49,9 +49,12 @@ impl Gateway {
         let ct = head
             .headers
             .get("content-type")
-            .and_then(|v| v.to_str().ok());
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let method = head.method.clone();
         let env = self.env(ctx);
-        if let Some(r) = pipeline::on_manifest(&env, &head.method, &t, ct, &body) {
+        let refusal = pipeline::on_manifest(&env, &method, &t, ct.as_deref(), &body).await;
+        if let Some(r) = refusal {
             ctx.notes.refused = Some(r.rule);
             tracing::info!(repository = %t.repo.key, reason = %r.error.message, "manifest push refused");
             respond::error(s, &r.error).await?;

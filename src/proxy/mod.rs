@@ -70,10 +70,11 @@ impl Gateway {
         } else {
             None
         };
+        let peer = s.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         let req = Request {
             head: s.req_header(),
             client_host: ctx.client_host.clone(),
-            client_ip: s.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()),
+            client_ip: pipeline::client_ip(&self.env(ctx), peer, s.req_header()),
             listen: ctx.rt.method_of(self.addr, &self.method),
             body,
         };
@@ -175,6 +176,10 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         ctx.backend_status = Some(resp.status.as_u16());
         self.learn_realms(resp, ctx);
+        if let Some(t) = &ctx.target {
+            let loc = resp.headers.get("location").and_then(|v| v.to_str().ok());
+            pipeline::learn(&self.env(ctx), t, &ctx.who, resp.status.as_u16(), loc);
+        }
         edits::downstream_response(resp, ctx)?;
         self.check_answer(s, resp, ctx)
     }
@@ -188,8 +193,19 @@ impl ProxyHttp for Gateway {
     ) -> Result<Option<Duration>> {
         if let Some(replacement) = &ctx.replace_body {
             *body = if eos { Some(replacement.clone()) } else { None };
+            return Ok(None);
         }
-        Ok(None)
+        // Returning a delay is pingora's way to pace a response body.
+        let (Some(p), Some(b)) = (&ctx.pace, body.as_ref()) else {
+            return Ok(None);
+        };
+        let l = &self.shared.edge.limiter;
+        Ok(l.pulled(
+            &p.key,
+            b.len(),
+            p.bytes_per_second,
+            std::time::Instant::now(),
+        ))
     }
 
     async fn logging(&self, s: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {

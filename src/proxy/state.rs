@@ -51,6 +51,8 @@ pub struct Shared {
     pub realms: crate::rewrite::realm::Realms,
     /// Open downstream connections, per client and per head deadline.
     pub connections: Arc<super::conn::Connections>,
+    /// Rate buckets, read-only switch times and open uploads.
+    pub edge: crate::policy::EdgeState,
 }
 
 /// Counts a request as in flight for as long as it lives.
@@ -81,6 +83,7 @@ impl Shared {
             auth_required: Mutex::new(HashSet::new()),
             realms: Default::default(),
             connections: Arc::default(),
+            edge: Default::default(),
         })
     }
 
