@@ -9,8 +9,8 @@ use crate::config::Repository;
 use crate::oci::{catalog, ErrorCode, RegistryError};
 use crate::pipeline::{Local, Step};
 use crate::policy::auth::{acl, acl::Action, Principal};
-use crate::proxy::{Runtime, Shared};
 use crate::route;
+use crate::state::{Shared, Snapshot};
 use http::StatusCode;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -57,7 +57,7 @@ pub struct Answer {
 
 pub async fn serve(
     shared: &Shared,
-    rt: &Runtime,
+    rt: &Snapshot,
     repos: &[Arc<Repository>],
     with_key: bool,
     query: Option<&str>,
@@ -117,7 +117,7 @@ pub async fn serve(
 
 async fn backend_names(
     shared: &Shared,
-    rt: &Runtime,
+    rt: &Snapshot,
     repo: &Repository,
     prefix: &str,
 ) -> Result<Vec<String>, String> {

@@ -16,8 +16,8 @@ pub mod token;
 use crate::config::ListenMethod;
 use crate::observe::Operation;
 use crate::pipeline::Step;
-use crate::proxy::{Runtime, Shared};
 use crate::rewrite::REALM_PREFIX;
+use crate::state::{Shared, Snapshot};
 use bytes::Bytes;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -76,7 +76,7 @@ impl Own {
 /// What a handler may use besides the request: the config snapshot this
 /// request runs under and the shared parts (connector, metrics, realms).
 pub struct Env<'a> {
-    pub rt: &'a Arc<Runtime>,
+    pub rt: &'a Arc<Snapshot>,
     pub shared: &'a Arc<Shared>,
 }
 

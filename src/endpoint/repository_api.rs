@@ -1,7 +1,8 @@
 //! Artifactory-compatible repository settings, `/api/repositories/<key>`:
 //! GET to read, POST to change `blockPushingSchema1` and the other
-//! runtime settings (repository admins only). The config file is edited,
-//! checked and swapped on the blocking pool.
+//! runtime settings (repository admins only), through the state store
+//! (`state::Shared::apply_edit`, which does its file work on the blocking
+//! pool).
 
 use super::credentials;
 use super::{Env, Notes, Request};
@@ -10,25 +11,8 @@ use crate::oci::{ErrorCode, RegistryError};
 use crate::pipeline::{Local, Step};
 use crate::policy::auth::acl::{self, Action};
 use crate::policy::Verdict;
-use crate::proxy::{Runtime, Shared};
+use crate::state::{StateError, StoreError};
 use http::StatusCode;
-use std::sync::Arc;
-
-/// Why a settings change did not happen.
-#[derive(Debug, thiserror::Error)]
-pub enum EditError {
-    #[error("config lock poisoned")]
-    Poisoned,
-    #[error("{0}")]
-    Config(String),
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("the blocking pool failed: {0}")]
-    Join(String),
-}
 
 pub async fn handle(env: &Env<'_>, req: &Request<'_>, notes: &mut Notes, key: &str) -> Step {
     let rt = env.rt;
@@ -101,15 +85,9 @@ pub async fn handle(env: &Env<'_>, req: &Request<'_>, notes: &mut Notes, key: &s
         Ok(e) => e,
         Err(e) => return Step::error(e),
     };
-    let shared = env.shared.clone();
-    let (path, k, e2) = (rt.cfg.path.clone(), key.to_string(), edits.clone());
-    let done = tokio::task::spawn_blocking(move || apply(&shared, &path, &k, &e2))
-        .await
-        .unwrap_or_else(|e| Err(EditError::Join(e.to_string())));
-    match done {
-        Ok(()) => {
+    match env.shared.apply_edit(key, &edits).await {
+        Ok(now) => {
             tracing::info!(repository = %key, user = %principal.user().unwrap_or(""), edits = ?edits, "repository settings changed");
-            let now = env.shared.snapshot();
             let body = now
                 .cfg
                 .repositories
@@ -120,46 +98,16 @@ pub async fn handle(env: &Env<'_>, req: &Request<'_>, notes: &mut Notes, key: &s
         }
         Err(e) => {
             tracing::error!(error = %e, "repository settings not changed");
+            // A shared store out of reach: try again later, elsewhere.
+            let status = match e {
+                StateError::Store(StoreError::Unreachable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
             Step::error(RegistryError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
+                status,
                 ErrorCode::Unknown,
                 e.to_string(),
             ))
         }
     }
-}
-
-/// Edit the file, check the result serves, then swap file and runtime.
-/// Blocking: file writes with fsync, certificate and CA loading.
-fn apply(
-    shared: &Arc<Shared>,
-    path: &std::path::Path,
-    key: &str,
-    edits: &[(&str, bool)],
-) -> Result<(), EditError> {
-    let _guard = shared.reload_lock.lock().map_err(|_| EditError::Poisoned)?;
-    let text = std::fs::read_to_string(path).map_err(|source| EditError::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
-    let new_text = admin::repositories::apply(&text, key, edits).map_err(EditError::Config)?;
-    let staged = admin::repositories::stage(path, &new_text).map_err(EditError::Config)?;
-    let prepared = match crate::runtime::prepare(&staged, crate::runtime::Mode::Serve) {
-        Ok(p) => p,
-        Err(e) => {
-            let _ = std::fs::remove_file(&staged);
-            return Err(EditError::Config(e));
-        }
-    };
-    admin::repositories::commit(&staged, path).map_err(EditError::Config)?;
-    let mut cfg = (*prepared.cfg).clone();
-    cfg.path = path.to_path_buf();
-    let rt = Runtime {
-        cfg: Arc::new(cfg),
-        peers: prepared.peers,
-        auth: prepared.auth,
-        hosts: prepared.hosts,
-    };
-    shared.current.store(Arc::new(rt));
-    Ok(())
 }

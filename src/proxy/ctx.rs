@@ -1,12 +1,12 @@
 //! Per-request state shared between the proxy phases.
 
-use super::state::{InFlight, Runtime, Shared};
 use crate::config::Backend;
 use crate::endpoint::Notes;
 use crate::observe::metrics::UNKNOWN_REPO;
 use crate::pipeline::{Forward, Pace};
 use crate::rewrite::response::View;
 use crate::route::RepoTarget;
+use crate::state::{InFlight, Shared, Snapshot};
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,7 +14,7 @@ use std::time::Instant;
 pub struct Ctx {
     pub inflight: InFlight,
     /// The config snapshot this request runs under, start to end.
-    pub rt: Arc<Runtime>,
+    pub rt: Arc<Snapshot>,
     pub client_host: String,
     pub target: Option<RepoTarget>,
     pub backend: Option<Arc<Backend>>,

@@ -8,11 +8,10 @@ mod edits;
 mod log;
 mod manifest;
 pub mod respond;
-pub mod state;
 mod transport;
 
+pub use crate::state::{Shared, Snapshot};
 pub use ctx::Ctx;
-pub use state::{Runtime, Shared};
 
 use crate::config::ListenMethod;
 use crate::endpoint::{Env, Request};
@@ -35,6 +34,8 @@ pub struct Gateway {
     pub addr: SocketAddr,
     pub method: ListenMethod,
     pub shared: Arc<Shared>,
+    /// Open downstream connections, per client and per head deadline.
+    pub connections: Arc<conn::Connections>,
 }
 
 impl Gateway {
@@ -111,7 +112,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn early_request_filter(&self, s: &mut Session, ctx: &mut Ctx) -> Result<()> {
-        transport::on_request(&self.shared.connections, s, &ctx.rt.cfg.server.limits);
+        transport::on_request(&self.connections, s, &ctx.rt.cfg.server.limits);
         Ok(())
     }
 
@@ -210,7 +211,7 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, s: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
         log::record(&self.shared, s, ctx);
-        transport::on_done(&self.shared.connections, s, &ctx.rt.cfg.server.limits);
+        transport::on_done(&self.connections, s, &ctx.rt.cfg.server.limits);
     }
 
     async fn fail_to_proxy(&self, s: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
