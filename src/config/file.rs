@@ -24,6 +24,8 @@ pub struct FileConfig {
     pub auth: Option<AuthFile>,
     #[serde(default)]
     pub cluster: Option<super::cluster::ClusterFile>,
+    #[serde(default)]
+    pub policy: super::policy::PolicyFile,
 }
 
 #[derive(Debug, Deserialize)]
@@ -145,6 +147,17 @@ pub struct RepositoryFile {
     /// Accept that this repository's backend namespace holds another's.
     #[serde(default)]
     pub allow_overlap: bool,
+    /// Edge policies (`config/policy.rs`).
+    #[serde(default)]
+    pub read_only: bool,
+    pub read_only_reason: Option<String>,
+    #[serde(default)]
+    pub immutable_tags: Vec<String>,
+    #[serde(default)]
+    pub allow_networks: Vec<String>,
+    #[serde(default)]
+    pub push_networks: Vec<String>,
+    pub rate_limit: Option<super::policy::RateFile>,
 }
 
 #[derive(Debug, Deserialize)]

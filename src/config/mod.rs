@@ -5,6 +5,7 @@ mod advice;
 pub mod cluster;
 mod file;
 pub mod overlap;
+pub mod policy;
 mod validate;
 
 pub use advice::warnings;
@@ -41,6 +42,8 @@ pub struct Config {
     pub auth: Option<Auth>,
     /// None: runtime state in files (one instance).
     pub cluster: Option<Cluster>,
+    /// `[policy]`: read-only, networks, trusted proxies, rate limit.
+    pub policy: policy::GlobalPolicy,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,6 +216,8 @@ pub struct Repository {
     pub block_schema1_push: bool,
     pub block_schema1_pull: bool,
     pub acl: Acl,
+    /// Read-only, immutable tags, networks, rate limit.
+    pub policy: policy::RepoPolicy,
 }
 
 impl Repository {
