@@ -174,8 +174,15 @@ impl Shared {
         let cluster = match &p.cfg.cluster {
             Some(c) => {
                 let lockout = p.cfg.auth.as_ref().map(|a| a.lockout);
+                let seed = p
+                    .cfg
+                    .auth
+                    .as_ref()
+                    .map(|a| FileStore::seed(&a.state_dir))
+                    .unwrap_or_default();
                 let store = etcd::EtcdStore::start(
                     c,
+                    seed,
                     kept.limiter.clone(),
                     metrics.clone(),
                     lockout.unwrap_or(std::time::Duration::from_secs(60)),

@@ -8,6 +8,7 @@ stop). Timing claims ("within 1 s") are asserted with a margin for a loaded mach
 """
 import base64
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -32,6 +33,8 @@ pytestmark = pytest.mark.skipif(not have_cluster_tools(),
 USERS = {"admin": "admin-pw-1", "alice": "alice-pw-1", "bob": "bob-pw-1",
          "eve": "eve-pw-1"}  # eve is locked out by the lockout test
 SERVICE = "dockgate"
+# The layer pushed while an instance is killed or drained (bench/cluster.sh KILL=1: 200).
+PUSH_MIB = int(os.environ.get("DOCKGATE_CLUSTER_PUSH_MIB", "30"))
 # Within 1 s, plus room for a loaded 2-core machine.
 PROPAGATION = 2.5
 
@@ -330,7 +333,7 @@ def _push_through(cluster, client_env, tmp_path, image, on):
     hp = cluster.haproxy.hostport
     auth = tmp_path / "auth.json"
     assert skopeo_login(client_env, auth, hp, "alice", USERS["alice"]).returncode == 0
-    img = images.make_image((30 << 20,))
+    img = images.make_image((PUSH_MIB << 20,))
     layout = images.write_oci_layout(tmp_path / "src", {"1": img})
     names = ["a", "b"]
     cluster.haproxy.only(on, names)
@@ -347,9 +350,17 @@ def _push_through(cluster, client_env, tmp_path, image, on):
     return p, img, auth
 
 
-def _complete(cluster, client_env, tmp_path, p, img, auth, image, via):
+def _complete(cluster, client_env, tmp_path, p, img, auth, image, via, retry=False):
     out, err = p.communicate(timeout=240)
-    assert p.returncode == 0, err.decode()
+    if retry and p.returncode != 0:
+        # skopeo's own --retry-times does not count "use of closed network connection"
+        # as retryable; the job that ran it retries the push, as CI jobs do.
+        print(f"first push failed as expected: {err.decode()[-200:]}")
+        client_env.skopeo_copy(f"oci:{tmp_path / 'src'}:1",
+                               f"docker://{cluster.haproxy.hostport}/shared/{image}:1",
+                               "--authfile", auth)
+    else:
+        assert p.returncode == 0, err.decode()
     client_env.skopeo_copy(f"docker://{cluster.haproxy.hostport}/shared/{image}:1",
                            f"oci:{tmp_path / 'back'}:1", "--authfile", auth)
     r = cluster.session().get(f"{cluster.base(via)}/v2/shared/{image}/manifests/1",
@@ -375,10 +386,10 @@ def test_sigterm_drains_while_new_connections_go_elsewhere(cluster, client_env, 
 
 
 def test_sigkill_during_a_push_the_retry_lands_on_the_other(cluster, client_env, tmp_path):
-    """The 200 MB variant of this is bench/cluster.sh; here a 30 MB layer."""
+    """The 200 MB variant of this is `KILL=1 bench/cluster.sh`; here a 30 MB layer."""
     a, b = cluster.gws
     p, img, auth = _push_through(cluster, client_env, tmp_path, "killed", "a")
     a.proc.send_signal(signal.SIGKILL)
     a.proc.wait()
-    _complete(cluster, client_env, tmp_path, p, img, auth, "killed", b)
+    _complete(cluster, client_env, tmp_path, p, img, auth, "killed", b, retry=True)
     a.start()

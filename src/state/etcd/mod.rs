@@ -182,18 +182,57 @@ fn build_secrets(m: &Mirror, now: u64) -> Result<Secrets, ClusterError> {
     })
 }
 
-/// The secrets every instance shares, made by whichever starts first.
-async fn ensure_secrets(client: &mut Client, prefix: &str) -> Result<(), ClusterError> {
-    let mut secret = [0u8; 32];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
-        .map_err(|_| ClusterError::Invalid("no system randomness".into()))?;
-    create_if_absent(
-        client,
-        &format!("{prefix}{}", mirror::API_KEY),
+/// What a single instance kept in files, published by the first instance
+/// of a new cluster so its API keys, tokens and revocations stay valid.
+#[derive(Debug, Default, Clone)]
+pub struct Seed {
+    pub api_secret: Option<Vec<u8>>,
+    pub token_key: Option<Vec<u8>>,
+    pub generations: BTreeMap<String, u64>,
+}
+
+/// The secrets every instance shares, made by whichever starts first (from
+/// its files when it has them, with its key generations, in one
+/// transaction, so a revoked key never works again).
+async fn ensure_secrets(
+    client: &mut Client,
+    prefix: &str,
+    seed: &Seed,
+) -> Result<(), ClusterError> {
+    let secret = match &seed.api_secret {
+        Some(s) => s.clone(),
+        None => {
+            let mut s = vec![0u8; 32];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut s)
+                .map_err(|_| ClusterError::Invalid("no system randomness".into()))?;
+            s
+        }
+    };
+    let api_key = format!("{prefix}{}", mirror::API_KEY);
+    let mut puts = vec![TxnOp::put(
+        api_key.as_str(),
         mirror::b64(&secret).into_bytes(),
-    )
-    .await?;
-    let key = token::generate_pkcs8().map_err(ClusterError::Invalid)?;
+        None,
+    )];
+    for (user, g) in &seed.generations {
+        puts.push(TxnOp::put(
+            format!("{prefix}{}", mirror::generation_key(user)),
+            g.to_string().into_bytes(),
+            None,
+        ));
+    }
+    let txn = Txn::new()
+        .when([Compare::create_revision(
+            api_key.as_str(),
+            CompareOp::Equal,
+            0,
+        )])
+        .and_then(puts);
+    client.txn(txn).await.map_err(unreachable)?;
+    let key = match &seed.token_key {
+        Some(k) => k.clone(),
+        None => token::generate_pkcs8().map_err(ClusterError::Invalid)?,
+    };
     create_if_absent(
         client,
         &format!("{prefix}{}", mirror::TOKEN_KEYS),
@@ -226,6 +265,7 @@ impl EtcdStore {
     /// Blocking; fails when etcd cannot be reached at start.
     pub fn start(
         cluster: &Cluster,
+        seed: Seed,
         limiter: Arc<Limiter>,
         metrics: Arc<Metrics>,
         lockout: Duration,
@@ -248,7 +288,7 @@ impl EtcdStore {
                 rt.block_on(async move {
                     let first = async {
                         let mut client = connect::connect(&cluster).await?;
-                        ensure_secrets(&mut client, &cluster.prefix).await?;
+                        ensure_secrets(&mut client, &cluster.prefix, &seed).await?;
                         let m = read_all(&mut client, &cluster.prefix).await?;
                         let secrets = build_secrets(&m, unix_now())?;
                         Ok::<_, ClusterError>((client, m, secrets))
@@ -665,7 +705,7 @@ pub async fn revoke_once(c: &Cluster, user: &str) -> Result<u64, ClusterError> {
 /// for `keep` more (the longest a token they signed lives).
 pub async fn rotate_keys(c: &Cluster, keep: Duration) -> Result<usize, ClusterError> {
     let mut client = connect::connect(c).await?;
-    ensure_secrets(&mut client, &c.prefix).await?;
+    ensure_secrets(&mut client, &c.prefix, &Seed::default()).await?;
     let key = format!("{}{}", c.prefix, mirror::TOKEN_KEYS);
     let new = token::generate_pkcs8().map_err(ClusterError::Invalid)?;
     let (v, _) = cas(&mut client, &key, None, &|cur| {
