@@ -145,6 +145,11 @@ pub fn serve(path: &Path) -> Result<(), String> {
         metrics.clone(),
         access_log,
     );
+    if let Some(c) = &cfg.cache {
+        let cache = crate::cache::Cache::open(c, metrics.cache.clone())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let _ = shared.cache.set(cache);
+    }
     if let Some(addr) = cfg.metrics.address {
         let board = Board::new(shared.clone(), store.clone());
         server.add_service(background_service(

@@ -37,6 +37,14 @@ pub struct Config {
     pub log: Log,
     /// None: passthrough mode (backends authenticate clients themselves).
     pub auth: Option<Auth>,
+    /// `[cache]`: where content-addressed objects are kept on disk.
+    pub cache: Option<CacheSettings>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheSettings {
+    pub dir: PathBuf,
+    pub max_size: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,6 +217,8 @@ pub struct Repository {
     pub block_schema1_push: bool,
     pub block_schema1_pull: bool,
     pub acl: Acl,
+    /// Blobs and manifests by digest go through `[cache]`.
+    pub cache: bool,
 }
 
 impl Repository {

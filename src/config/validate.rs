@@ -191,6 +191,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         repositories,
         metrics,
         log,
+        cache: cache::settings(&cx, raw.cache.as_ref(), &raw.repositories)?,
     })
 }
 
@@ -522,6 +523,7 @@ fn repository(
             write: r.write.clone(),
             admin: r.admin.clone(),
         },
+        cache: r.cache,
     })
 }
 
@@ -627,6 +629,7 @@ fn client_limits(
     })
 }
 
+mod cache;
 #[cfg(test)]
 mod tests;
 

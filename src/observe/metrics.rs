@@ -26,6 +26,7 @@ pub struct Metrics {
     pub auth_failures: IntCounterVec,
     pub cert_expiry: GaugeVec,
     pub open_connections: IntGauge,
+    pub cache: crate::cache::CacheMetrics,
 }
 
 impl Metrics {
@@ -121,7 +122,9 @@ impl Metrics {
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
+        let cache = crate::cache::CacheMetrics::new(&registry)?;
         Ok(Self {
+            cache,
             registry,
             requests,
             duration,

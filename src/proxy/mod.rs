@@ -3,6 +3,7 @@
 
 mod aql;
 mod auth;
+mod cache;
 mod catalog;
 pub mod conn;
 mod ctx;
@@ -271,7 +272,7 @@ impl ProxyHttp for Gateway {
                 if manifest_put {
                     return self.manifest_put(s, ctx).await;
                 }
-                Ok(false)
+                cache::serve(&self.shared, s, ctx).await
             }
         }
     }

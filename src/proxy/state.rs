@@ -51,6 +51,8 @@ pub struct Shared {
     pub realms: crate::rewrite::realm::Realms,
     /// Open downstream connections, per client and per head deadline.
     pub connections: Arc<super::conn::Connections>,
+    /// `[cache]`, opened at start (a reload does not move it).
+    pub cache: std::sync::OnceLock<Arc<crate::cache::Cache>>,
 }
 
 /// Counts a request as in flight for as long as it lives.
@@ -81,6 +83,7 @@ impl Shared {
             auth_required: Mutex::new(HashSet::new()),
             realms: Default::default(),
             connections: Arc::default(),
+            cache: std::sync::OnceLock::new(),
         })
     }
 
