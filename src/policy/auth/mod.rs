@@ -10,9 +10,10 @@ pub mod scope;
 pub mod secret_file;
 pub mod token;
 pub mod users;
-mod watched;
+pub mod watched;
 
 use crate::config::{Auth, Repository};
+use crate::state::StateStore;
 use acl::Action;
 use base64::Engine;
 use scope::Access;
@@ -133,9 +134,29 @@ impl Failure {
 pub struct Authenticator {
     pub cfg: Auth,
     users: users::Users,
-    keys: keys::Keys,
-    signer: token::Signer,
-    limiter: limiter::Limiter,
+    /// Key generations, the API-key secret and the token keys.
+    store: Arc<dyn StateStore>,
+    limiter: Arc<limiter::Limiter>,
+}
+
+/// What outlives a reload: failure counts and verified passwords.
+pub struct Kept {
+    pub limiter: Arc<limiter::Limiter>,
+    pub passwords: Arc<users::PasswordCache>,
+}
+
+impl Kept {
+    /// Slow (one bcrypt hash): once per process.
+    pub fn new() -> Result<Self, String> {
+        Ok(Self {
+            limiter: Arc::new(limiter::Limiter::new(limiter::Policy {
+                max_failures: 5,
+                lockout: std::time::Duration::from_secs(60),
+                max_users_per_address: 20,
+            })),
+            passwords: Arc::new(users::PasswordCache::new()?),
+        })
+    }
 }
 
 /// Writes a secret file atomically, keeping the owner and mode of the file
@@ -145,20 +166,26 @@ pub fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
 }
 
 impl Authenticator {
-    pub fn open(cfg: &Auth) -> Result<Self, String> {
-        std::fs::create_dir_all(&cfg.state_dir)
-            .map_err(|e| format!("{}: {e}", cfg.state_dir.display()))?;
+    /// Applies `cfg`'s thresholds to the kept limiter.
+    pub fn open(cfg: &Auth, kept: &Kept, store: Arc<dyn StateStore>) -> Result<Self, String> {
+        kept.limiter.set_policy(limiter::Policy {
+            max_failures: cfg.max_failures,
+            lockout: cfg.lockout,
+            max_users_per_address: cfg.max_users_per_address,
+        });
         Ok(Self {
-            users: users::Users::open(cfg.htpasswd.clone())?,
-            keys: keys::Keys::open(&cfg.state_dir)?,
-            signer: token::Signer::open(&cfg.state_dir)?,
-            limiter: limiter::Limiter::new(limiter::Policy {
-                max_failures: cfg.max_failures,
-                lockout: cfg.lockout,
-                max_users_per_address: cfg.max_users_per_address,
-            }),
+            users: users::Users::open(cfg.htpasswd.clone(), kept.passwords.clone())?,
+            store,
+            limiter: kept.limiter.clone(),
             cfg: cfg.clone(),
         })
+    }
+
+    fn api_key_ok(&self, user: &str, pass: &str) -> bool {
+        self.store
+            .secrets()
+            .api_keys
+            .verify(user, self.store.generation(user), pass)
     }
 
     /// Decodes `Authorization`. Blocking (bcrypt): run off the async threads.
@@ -179,7 +206,9 @@ impl Authenticator {
             }
             "bearer" => {
                 let c = self
-                    .signer
+                    .store
+                    .secrets()
+                    .tokens
                     .verify(rest.trim(), &self.cfg.service)
                     .map_err(Failure::BadToken)?;
                 if c.typ.is_some() {
@@ -208,7 +237,7 @@ impl Authenticator {
             return Err(Failure::Locked(wait.as_secs().max(1)));
         }
         let ok = self.users.exists(user)
-            && (self.keys.verify(user, pass) || self.users.verify(user, pass));
+            && (self.api_key_ok(user, pass) || self.users.verify(user, pass));
         if !ok && !self.users.exists(user) {
             // Same cost for unknown users.
             let _ = self.users.verify(user, pass);
@@ -218,6 +247,7 @@ impl Authenticator {
             return Ok(());
         }
         self.limiter.failure(user, ip);
+        self.store.login_failed(user, ip);
         Err(Failure::BadCredentials)
     }
 
@@ -248,7 +278,7 @@ impl Authenticator {
         user: Option<&str>,
         access: Vec<Access>,
     ) -> Result<(String, token::Claims), String> {
-        self.signer.issue(
+        self.store.secrets().tokens.issue(
             user.unwrap_or(""),
             &self.cfg.service,
             access,
@@ -258,8 +288,10 @@ impl Authenticator {
     }
 
     pub fn issue_refresh(&self, user: &str) -> Result<String, String> {
-        let gen = self.keys.generation(user);
-        self.signer
+        let gen = self.store.generation(user);
+        self.store
+            .secrets()
+            .tokens
             .issue(
                 user,
                 &self.cfg.service,
@@ -273,20 +305,25 @@ impl Authenticator {
     /// The user a refresh token stands for, while not revoked.
     pub fn check_refresh(&self, token: &str) -> Result<String, Failure> {
         let c = self
-            .signer
+            .store
+            .secrets()
+            .tokens
             .verify(token, &self.cfg.service)
             .map_err(Failure::BadToken)?;
         if c.typ.as_deref() != Some("refresh") {
             return Err(Failure::BadToken("not a refresh token".into()));
         }
-        if c.gen != Some(self.keys.generation(&c.sub)) || !self.users.exists(&c.sub) {
+        if c.gen != Some(self.store.generation(&c.sub)) || !self.users.exists(&c.sub) {
             return Err(Failure::BadToken("revoked".into()));
         }
         Ok(c.sub)
     }
 
     pub fn api_key(&self, user: &str) -> String {
-        self.keys.key_for(user)
+        self.store
+            .secrets()
+            .api_keys
+            .key_for(user, self.store.generation(user))
     }
 
     pub fn email(&self, user: &str) -> String {
