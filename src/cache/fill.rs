@@ -227,13 +227,8 @@ pub(super) async fn run(cache: Arc<Cache>, fill: Arc<Fill>, r: Request) {
             }
         }
         End::Declined | End::Failed(_) => {
-            if let End::Failed(why) = &end {
-                tracing::warn!(digest = %d, backend = %r.key.backend, name = %r.key.name, reason = %why, "cache: fetch failed, nothing stored");
-                cache.metrics.failed_fills.inc();
-                fill.progress.send_replace(Progress::Failed);
-            } else {
-                fill.progress.send_replace(Progress::Declined);
-            }
+            // Cleaned up and forgotten before readers hear of it, so the
+            // next request starts afresh rather than joining this fill.
             if let Some(t) = tmp {
                 let _ = blocking(move || {
                     disk::remove_tmp(&t);
@@ -242,6 +237,13 @@ pub(super) async fn run(cache: Arc<Cache>, fill: Arc<Fill>, r: Request) {
                 .await;
             }
             cache.finish(&d, reserved, None);
+            if let End::Failed(why) = &end {
+                tracing::warn!(digest = %d, backend = %r.key.backend, name = %r.key.name, reason = %why, "cache: fetch failed, nothing stored");
+                cache.metrics.failed_fills.inc();
+                fill.progress.send_replace(Progress::Failed);
+            } else {
+                fill.progress.send_replace(Progress::Declined);
+            }
         }
     }
 }
