@@ -23,6 +23,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub auth: Option<AuthFile>,
     #[serde(default)]
+    pub policy: super::policy::PolicyFile,
+    #[serde(default)]
     pub cache: Option<CacheFile>,
 }
 
@@ -164,6 +166,17 @@ pub struct RepositoryFile {
     /// Serve blobs and manifests by digest from `[cache]`.
     #[serde(default)]
     pub cache: bool,
+    /// Edge policies (`config/policy.rs`).
+    #[serde(default)]
+    pub read_only: bool,
+    pub read_only_reason: Option<String>,
+    #[serde(default)]
+    pub immutable_tags: Vec<String>,
+    #[serde(default)]
+    pub allow_networks: Vec<String>,
+    #[serde(default)]
+    pub push_networks: Vec<String>,
+    pub rate_limit: Option<super::policy::RateFile>,
 }
 
 #[derive(Debug, Deserialize)]

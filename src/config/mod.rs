@@ -4,6 +4,7 @@
 mod advice;
 mod file;
 pub mod overlap;
+pub mod policy;
 mod validate;
 
 pub use advice::warnings;
@@ -37,6 +38,8 @@ pub struct Config {
     pub log: Log,
     /// None: passthrough mode (backends authenticate clients themselves).
     pub auth: Option<Auth>,
+    /// `[policy]`: read-only, networks, trusted proxies, rate limit.
+    pub policy: policy::GlobalPolicy,
     /// `[cache]`: where content-addressed objects are kept on disk.
     pub cache: Option<CacheSettings>,
 }
@@ -219,6 +222,8 @@ pub struct Repository {
     pub acl: Acl,
     /// Blobs and manifests by digest go through `[cache]`.
     pub cache: bool,
+    /// Read-only, immutable tags, networks, rate limit.
+    pub policy: policy::RepoPolicy,
 }
 
 impl Repository {

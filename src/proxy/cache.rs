@@ -2,7 +2,7 @@
 //! GET or HEAD by digest in a `cache = true` repository is answered from
 //! `cache/` when it can be; anything it declines is proxied as usual.
 
-use super::{respond, Ctx, Shared};
+use super::{respond, Ctx, Gateway};
 use crate::cache::rules::{self, Digest, Span};
 use crate::cache::{Key, Kind, Lookup, Reader, Request};
 use crate::observe::request_id;
@@ -12,11 +12,13 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
 
-/// `Ok(true)` when the cache answered.
-pub async fn serve(shared: &Shared, s: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-    let (Some(cache), Some(t), Some(rt)) = (shared.cache.get(), &ctx.target, &ctx.rt) else {
+/// `Ok(true)` when the cache answered. Runs on a `Forward` step, so the
+/// pipeline has authorised the request; paced pulls stay with the proxy.
+pub async fn serve(gw: &Gateway, s: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+    let (Some(cache), Some(t), None) = (gw.shared.cache.get(), &ctx.target, &ctx.pace) else {
         return Ok(false);
     };
+    let rt = &ctx.rt;
     let req = s.req_header();
     let head = req.method == Method::HEAD;
     if !t.repo.cache || !(head || req.method == Method::GET) {
@@ -43,7 +45,7 @@ pub async fn serve(shared: &Shared, s: &mut Session, ctx: &mut Ctx) -> Result<bo
         path: t.backend_path.clone(),
         head,
         ranged: req.headers.contains_key("range"),
-        repo_label: ctx.repo_label.clone(),
+        repo_label: ctx.notes.repo_label.clone(),
     };
     let (reader, how) = match cache.lookup(request).await {
         Lookup::Bypass => return Ok(false),
@@ -53,10 +55,11 @@ pub async fn serve(shared: &Shared, s: &mut Session, ctx: &mut Ctx) -> Result<bo
             None => return Ok(false),
         },
     };
-    send(s, ctx, reader, kind, &digest, how).await
+    send(gw, s, ctx, reader, kind, &digest, how).await
 }
 
 async fn send(
+    gw: &Gateway,
     s: &mut Session,
     ctx: &mut Ctx,
     mut reader: Reader,
@@ -79,9 +82,17 @@ async fn send(
         if !rules::manifest_acceptable(&accept, &reader.content_type) {
             return Ok(false);
         }
-        if let Err(e) = crate::policy::schema1::check_pull(&t.repo, Some(&reader.content_type)) {
-            ctx.refused = Some(crate::policy::schema1::Direction::Pull);
-            respond::error(s, &e).await?;
+        // The same answer checks as a proxied one (schema 1 pulls).
+        let refused = crate::pipeline::on_answer(
+            &gw.env(ctx),
+            &req.method,
+            t,
+            200,
+            Some(&reader.content_type),
+        );
+        if let Some(r) = refused {
+            ctx.notes.refused = Some(r.rule);
+            respond::error(s, &r.error).await?;
             return Ok(true);
         }
     }
@@ -123,7 +134,7 @@ async fn send(
         return Ok(true);
     }
     s.write_response_header(Box::new(resp), false).await?;
-    let repo = ctx.repo_label.clone();
+    let repo = ctx.notes.repo_label.clone();
     let bytes = reader.metrics().bytes.with_label_values(&[&repo]);
     loop {
         match reader.next().await {
