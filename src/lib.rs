@@ -26,5 +26,6 @@ pub mod rewrite;
 pub mod route;
 pub mod runtime;
 pub mod server;
+pub mod sso;
 pub mod tls;
 pub mod upstream;

@@ -193,6 +193,9 @@ impl Gateway {
             ctx.repo_label = NO_REPO.into();
             return self.docker_config(s, ctx).await.map(Some);
         }
+        if let Some(done) = self.sso_endpoint(s, ctx, path).await? {
+            return Ok(Some(done));
+        }
         if path == "/api/search/aql" || path == "/artifactory/api/search/aql" {
             ctx.operation = Some(Operation::Other);
             ctx.repo_label = NO_REPO.into();
@@ -264,7 +267,28 @@ impl Gateway {
         }
         // Who: POST password/refresh_token grants, or the Authorization header.
         let ip = s.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        // A CI workload token as the password (POST form or Basic).
+        let password = match (post, get("grant_type").as_deref()) {
+            (true, Some("password")) => get("password"),
+            (false, _) => s
+                .req_header()
+                .headers
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .filter(|h| h_is_basic(h))
+                .and_then(|h| crate::policy::auth::decode_basic(h[6..].trim()).ok())
+                .map(|(_, p)| p),
+            _ => None,
+        };
+        let workload = super::sso::workload(&auth, password.as_deref()).await;
         let who: Result<Option<String>, Failure> = match (post, get("grant_type").as_deref()) {
+            _ if workload.is_some() => workload
+                .as_ref()
+                .map(|w| match w {
+                    Ok(t) => Ok(t.user.clone()),
+                    Err(f) => Err(f.clone()),
+                })
+                .unwrap_or(Ok(None)),
             (true, Some("password")) => {
                 let (u, pw) = (
                     get("username").unwrap_or_default(),
@@ -289,6 +313,12 @@ impl Gateway {
                 .principal(s, ctx)
                 .await
                 .map(|p| p.user().map(str::to_string)),
+        };
+        let workload = workload.and_then(Result::ok).and_then(|t| t.workload);
+        // Single sign-on users: key age and membership re-check.
+        let who = match (who, &workload) {
+            (Ok(u), None) => super::sso::recheck(&auth, u.as_deref()).await.map(|_| u),
+            (other, _) => other,
         };
         let user = match who {
             Ok(u) => u,
@@ -315,8 +345,17 @@ impl Gateway {
             route::image_of(&rt.cfg, method, Some(&host), name)
                 .map(|(r, image)| route::auth_target(&rt.cfg, r, &image))
         };
-        let access = auth.grant(user.as_deref(), &scopes, &resolve);
-        let (token, claims) = match auth.issue(user.as_deref(), access) {
+        let issued = match &workload {
+            None => {
+                let access = auth.grant(user.as_deref(), &scopes, &resolve);
+                auth.issue(user.as_deref(), access)
+            }
+            Some(w) => {
+                ctx.workload = Some(w.workload.clone());
+                auth.issue_workload(w, &scopes, &resolve)
+            }
+        };
+        let (token, claims) = match issued {
             Ok(t) => t,
             Err(e) => {
                 respond::error(
@@ -340,7 +379,7 @@ impl Gateway {
         let wants_refresh = get("offline_token").as_deref() == Some("true")
             || get("access_type").as_deref() == Some("offline")
             || get("grant_type").is_some();
-        if let (Some(u), true) = (&user, wants_refresh) {
+        if let (Some(u), true, None) = (&user, wants_refresh, &workload) {
             if let Ok(r) = auth.issue_refresh(u) {
                 body["refresh_token"] = serde_json::Value::String(r);
             }

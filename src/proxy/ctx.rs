@@ -37,6 +37,8 @@ pub struct Ctx {
     pub started: Option<Instant>,
     /// Also the `X-Request-Id` sent back and passed to the backend.
     pub request_id: String,
+    /// The `[auth.workload]` whose token this request spent.
+    pub workload: Option<String>,
     /// The user name of refused credentials, for the access log.
     pub attempted_user: Option<String>,
     /// The status a failed request was answered (or would have been).

@@ -76,6 +76,7 @@ pub fn record(shared: &Shared, s: &Session, ctx: &Ctx) {
             client: s.client_addr().map(|a| a.to_string()).unwrap_or_default(),
             user: ctx.user.as_deref().unwrap_or(""),
             attempted_user: attempted.as_deref().unwrap_or(""),
+            workload: ctx.workload.as_deref().unwrap_or(""),
             user_agent: header(http::header::USER_AGENT),
             repository: repo,
             image,

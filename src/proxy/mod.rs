@@ -11,6 +11,7 @@ mod log;
 mod manifest;
 mod realm;
 pub mod respond;
+mod sso;
 pub mod state;
 mod transport;
 

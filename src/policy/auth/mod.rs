@@ -6,6 +6,7 @@
 pub mod acl;
 pub mod keys;
 pub mod limiter;
+pub mod memberships;
 pub mod scope;
 pub mod secret_file;
 pub mod token;
@@ -136,6 +137,8 @@ pub struct Authenticator {
     keys: keys::Keys,
     signer: token::Signer,
     limiter: limiter::Limiter,
+    /// Single sign-on and workload tokens, when configured.
+    pub sso: Option<Arc<crate::sso::Sso>>,
 }
 
 /// Writes a secret file atomically, keeping the owner and mode of the file
@@ -148,7 +151,16 @@ impl Authenticator {
     pub fn open(cfg: &Auth) -> Result<Self, String> {
         std::fs::create_dir_all(&cfg.state_dir)
             .map_err(|e| format!("{}: {e}", cfg.state_dir.display()))?;
+        let sso = if cfg.sso.is_empty() && cfg.workloads.is_empty() {
+            None
+        } else {
+            let secret = keys::load_or_create_secret(&cfg.state_dir)?;
+            Some(Arc::new(
+                crate::sso::Sso::open(cfg, &secret).map_err(|e| e.to_string())?,
+            ))
+        };
         Ok(Self {
+            sso,
             users: users::Users::open(cfg.htpasswd.clone())?,
             keys: keys::Keys::open(&cfg.state_dir)?,
             signer: token::Signer::open(&cfg.state_dir)?,
@@ -207,8 +219,8 @@ impl Authenticator {
         if let Err(wait) = self.limiter.check(user, ip) {
             return Err(Failure::Locked(wait.as_secs().max(1)));
         }
-        let ok = self.users.exists(user)
-            && (self.keys.verify(user, pass) || self.users.verify(user, pass));
+        let ok = (self.users.exists(user) && self.users_verify(user, pass))
+            || (self.sso_knows(user) && self.keys.verify(user, pass));
         if !ok && !self.users.exists(user) {
             // Same cost for unknown users.
             let _ = self.users.verify(user, pass);
@@ -257,6 +269,26 @@ impl Authenticator {
         )
     }
 
+    /// A workload's access token: its rule's groups (for this token only)
+    /// and its own short lifetime.
+    pub fn issue_workload(
+        &self,
+        w: &crate::sso::workload::WorkloadUser,
+        scopes: &[scope::Scope],
+        resolve: &dyn Fn(&str) -> Option<Target>,
+    ) -> Result<(String, token::Claims), String> {
+        let mut cfg = self.cfg.clone();
+        for g in &w.groups {
+            cfg.groups
+                .entry(g.clone())
+                .or_default()
+                .push(w.user.clone());
+        }
+        let access = grant(&cfg, Some(&w.user), scopes, resolve);
+        self.signer
+            .issue(&w.user, &self.cfg.service, access, w.ttl, None)
+    }
+
     pub fn issue_refresh(&self, user: &str) -> Result<String, String> {
         let gen = self.keys.generation(user);
         self.signer
@@ -279,10 +311,36 @@ impl Authenticator {
         if c.typ.as_deref() != Some("refresh") {
             return Err(Failure::BadToken("not a refresh token".into()));
         }
-        if c.gen != Some(self.keys.generation(&c.sub)) || !self.users.exists(&c.sub) {
+        if c.gen != Some(self.keys.generation(&c.sub))
+            || !(self.users.exists(&c.sub) || self.sso_knows(&c.sub))
+        {
             return Err(Failure::BadToken("revoked".into()));
         }
         Ok(c.sub)
+    }
+
+    fn users_verify(&self, user: &str, pass: &str) -> bool {
+        self.keys.verify(user, pass) || self.users.verify(user, pass)
+    }
+
+    /// A user single sign-on made, whose sign-in is within `max_key_age`.
+    fn sso_knows(&self, user: &str) -> bool {
+        self.sso
+            .as_ref()
+            .is_some_and(|s| s.knows(user, crate::sso::now()))
+    }
+
+    /// In the htpasswd file.
+    pub fn local_user(&self, user: &str) -> bool {
+        self.users.exists(user)
+    }
+
+    /// Bumps the user's key generation (a file write, off the async threads).
+    pub async fn revoke_keys(&self, user: &str) -> Result<(), String> {
+        let (dir, user) = (self.cfg.state_dir.clone(), user.to_string());
+        tokio::task::spawn_blocking(move || keys::revoke(&dir, &user).map(|_| ()))
+            .await
+            .map_err(|e| e.to_string())?
     }
 
     pub fn api_key(&self, user: &str) -> String {
