@@ -70,6 +70,8 @@ def main(mib, tags):
         cfg = gateway_config({"a": regs[0].url, "b": regs[1].url},
                              {"ra": {"backend": "a", "type": "local"},
                               "rb": {"backend": "b", "type": "local"}})
+        # scan and convert never listen; the config still needs a valid listener.
+        cfg["listen"][0]["address"] = "127.0.0.1:1"
         cfg["metrics"] = {"address": "off"}
         conf = work / "dockgate.toml"
         conf.write_text(to_toml(cfg))

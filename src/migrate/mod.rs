@@ -255,7 +255,9 @@ fn run_convert(
         .filter(|r| name.as_ref().is_none_or(|n| *n == r.image))
         .filter(|r| opts.tag.as_ref().is_none_or(|t| r.tags.contains(t)))
         .collect();
-    for row in rows {
+    let count = rows.len();
+    for (i, row) in rows.into_iter().enumerate() {
+        progress.item(i + 1, count);
         let Some(repo) = repos.iter().find(|r| r.key == row.repository) else {
             continue;
         };
@@ -309,13 +311,14 @@ fn run_convert(
         }
     }
     eprintln!(
-        "{converted} images {}, {skipped} skipped, {} scan errors",
+        "{converted} images {}, {skipped} skipped, {} scan errors, {} of layers read",
         if opts.dry_run {
             "to convert"
         } else {
             "converted"
         },
-        report.summary.errors.len()
+        report.summary.errors.len(),
+        indicatif::HumanBytes(progress.grand_total())
     );
     Ok(if !report.summary.errors.is_empty() {
         ExitCode::from(EXIT_ERRORS)

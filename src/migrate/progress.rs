@@ -13,6 +13,9 @@ pub trait Progress: Send + Sync {
     fn inc(&self, n: u64);
     fn message(&self, m: &str);
     fn finish(&self);
+    /// Where a multi-item run stands: item `n` of `of` (convert: images).
+    /// Units counted by `inc` add up across phases into the run's total.
+    fn item(&self, _n: usize, _of: usize) {}
 }
 
 /// For callers that report nothing (the HTTP endpoint, tests).
@@ -29,6 +32,9 @@ pub struct Stderr {
     bar: Option<ProgressBar>,
     done: AtomicU64,
     total: AtomicU64,
+    /// Units (bytes) over the whole run, across phases.
+    grand: AtomicU64,
+    item: Mutex<Option<(usize, usize)>>,
     plain: Mutex<(Instant, String)>,
 }
 
@@ -45,8 +51,28 @@ impl Stderr {
             bar,
             done: AtomicU64::new(0),
             total: AtomicU64::new(0),
+            grand: AtomicU64::new(0),
+            item: Mutex::new(None),
             plain: Mutex::new((Instant::now(), String::new())),
         }
+    }
+}
+
+impl Stderr {
+    /// "image 2/5, 1.20 GiB read in all: " once a run has items, else "".
+    fn run_prefix(&self) -> String {
+        match self.item.lock().ok().and_then(|i| *i) {
+            Some((n, of)) => format!(
+                "image {n}/{of}, {} read in all: ",
+                indicatif::HumanBytes(self.grand.load(Ordering::Relaxed))
+            ),
+            None => String::new(),
+        }
+    }
+
+    /// Units counted over the whole run (convert: bytes of layers read).
+    pub fn grand_total(&self) -> u64 {
+        self.grand.load(Ordering::Relaxed)
     }
 }
 
@@ -65,7 +91,7 @@ impl Progress for Stderr {
         }
         if let Some(b) = &self.bar {
             let tpl = if unit == "bytes" {
-                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"
+                "{prefix}{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"
             } else {
                 "{msg} [{bar:30}] {pos}/{len} {per_sec} eta {eta}"
             };
@@ -81,6 +107,7 @@ impl Progress for Stderr {
 
     fn inc(&self, n: u64) {
         let done = self.done.fetch_add(n, Ordering::Relaxed) + n;
+        self.grand.fetch_add(n, Ordering::Relaxed);
         if let Some(b) = &self.bar {
             b.inc(n);
             return;
@@ -88,8 +115,22 @@ impl Progress for Stderr {
         if let Ok(mut p) = self.plain.lock() {
             if p.0.elapsed() >= PLAIN_EVERY {
                 p.0 = Instant::now();
-                eprintln!("{}: {done}/{}", p.1, self.total.load(Ordering::Relaxed));
+                eprintln!(
+                    "{}{}: {done}/{}",
+                    self.run_prefix(),
+                    p.1,
+                    self.total.load(Ordering::Relaxed)
+                );
             }
+        }
+    }
+
+    fn item(&self, n: usize, of: usize) {
+        if let Ok(mut i) = self.item.lock() {
+            *i = Some((n, of));
+        }
+        if let Some(b) = &self.bar {
+            b.set_prefix(self.run_prefix());
         }
     }
 
@@ -106,7 +147,8 @@ impl Progress for Stderr {
             None => {
                 if let Ok(p) = self.plain.lock() {
                     eprintln!(
-                        "{}: {}/{}",
+                        "{}{}: {}/{}",
+                        self.run_prefix(),
                         p.1,
                         self.done.load(Ordering::Relaxed),
                         self.total.load(Ordering::Relaxed)

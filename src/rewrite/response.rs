@@ -161,6 +161,23 @@ impl View {
     }
 }
 
+impl View {
+    /// A `tags/list` body names the image as the backend does; the client
+    /// asked for it by its own name. None: unchanged (not JSON of that shape,
+    /// or a name outside the repository's prefix).
+    pub fn tags_list(&self, body: &[u8]) -> Option<Vec<u8>> {
+        let mut doc: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(body).ok()?;
+        let backend = doc.get("name")?.as_str()?;
+        let client = self.client_name(backend)?;
+        if client == backend {
+            return None;
+        }
+        doc.insert("name".into(), serde_json::Value::String(client));
+        serde_json::to_vec(&doc).ok()
+    }
+}
+
 /// Splits an absolute URL into (authority, path-and-query) when its
 /// authority is one of `authorities`; None for other hosts.
 fn on_authorities<'a>(authorities: &[String], url: &'a str) -> Option<&'a str> {

@@ -126,3 +126,39 @@ fn realm_paths_on_the_backend_only() {
         assert_eq!(realm_path(&auths, c).as_deref(), *want, "{c}");
     }
 }
+
+#[test]
+fn tags_list_names() {
+    let v = view();
+    let cases: &[(&str, Option<&str>)] = &[
+        (
+            r#"{"name":"team-a/app","tags":["1","2"]}"#,
+            Some(r#"{"name":"team-a-key/app","tags":["1","2"]}"#),
+        ),
+        // distribution answers null for an image without tags
+        (
+            r#"{"name":"team-a/lib/app","tags":null}"#,
+            Some(r#"{"name":"team-a-key/lib/app","tags":null}"#),
+        ),
+        // outside the prefix, not the shape, not JSON: left alone
+        (r#"{"name":"other/app","tags":[]}"#, None),
+        (r#"{"tags":[]}"#, None),
+        (r#"["team-a/app"]"#, None),
+        ("not json", None),
+    ];
+    for (body, want) in cases {
+        let got = v.tags_list(body.as_bytes());
+        assert_eq!(
+            got.as_deref().map(|b| std::str::from_utf8(b).unwrap_or("")),
+            *want,
+            "{body}"
+        );
+    }
+    // a port/subdomain listener without a prefix: the same name, unchanged
+    let plain = View {
+        name_prefix: String::new(),
+        client_prefix: String::new(),
+        ..view()
+    };
+    assert_eq!(plain.tags_list(br#"{"name":"app","tags":[]}"#), None);
+}
