@@ -9,7 +9,8 @@
 //! 6. `observe`  – metrics and the access log
 //!
 //! `proxy` is the thin pingora glue that calls them; `config` loads and
-//! validates the TOML; `oci` holds the registry vocabulary.
+//! validates the TOML; `state` holds the snapshot requests run under and
+//! the runtime state; `oci` holds the registry vocabulary.
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -24,8 +25,8 @@ pub mod policy;
 pub mod proxy;
 pub mod rewrite;
 pub mod route;
-pub mod runtime;
 pub mod server;
 pub mod sso;
+pub mod state;
 pub mod tls;
 pub mod upstream;

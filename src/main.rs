@@ -1,8 +1,8 @@
 //! The dockgate command line: parse, call the library, map errors to exit codes.
 
 use clap::{CommandFactory, Parser, Subcommand};
-use dockgate::runtime::Mode;
 use dockgate::server;
+use dockgate::state::Mode;
 use dockgate::tls;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -227,7 +227,7 @@ fn main() -> ExitCode {
                 Err(e) => fail(e),
             }
         }
-        Command::Check { config } => match dockgate::runtime::prepare(&config, Mode::Check) {
+        Command::Check { config } => match dockgate::state::prepare(&config, Mode::Check) {
             Ok(p) => {
                 for w in dockgate::config::warnings(&p.cfg) {
                     eprintln!("dockgate: warning: {w}");

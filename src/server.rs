@@ -6,9 +6,9 @@ use crate::observe::access_log::AccessLog;
 use crate::observe::http::MetricsApp;
 use crate::observe::status::{Board, Sampler};
 use crate::observe::Metrics;
-use crate::proxy::conn::Guarded;
-use crate::proxy::{Gateway, Runtime, Shared};
-use crate::runtime::{prepare, Mode};
+use crate::proxy::conn::{Connections, Guarded};
+use crate::proxy::Gateway;
+use crate::state::{prepare, Mode, Shared};
 use crate::tls::{CertStore, ReloadEvent};
 use crate::upstream::health::HealthCheck;
 use async_trait::async_trait;
@@ -81,7 +81,7 @@ impl BackgroundService for CertWatch {
 }
 
 pub fn serve(path: &Path) -> Result<(), String> {
-    let p = prepare(path, Mode::Serve)?;
+    let mut p = prepare(path, Mode::Serve).map_err(|e| e.to_string())?;
     for w in crate::config::warnings(&p.cfg) {
         tracing::warn!("{w}");
     }
@@ -135,16 +135,9 @@ pub fn serve(path: &Path) -> Result<(), String> {
             format!("{}: log.access_log: {file}: {e}", path.display())
         })?;
     set_cert_expiry(&metrics, &store);
-    let shared = Shared::new(
-        Runtime {
-            cfg: cfg.clone(),
-            peers: p.peers,
-            auth: p.auth,
-            hosts: p.hosts,
-        },
-        metrics.clone(),
-        access_log,
-    );
+    p.cfg = cfg.clone();
+    let shared = Shared::new(p, metrics.clone(), access_log).map_err(|e| e.to_string())?;
+    let connections = Arc::new(Connections::default());
     if let Some(addr) = cfg.metrics.address {
         let board = Board::new(shared.clone(), store.clone());
         server.add_service(background_service(
@@ -185,8 +178,9 @@ pub fn serve(path: &Path) -> Result<(), String> {
             addr: l.address,
             method: l.method.clone(),
             shared: shared.clone(),
+            connections: connections.clone(),
         };
-        let mut svc = proxy_service(&server, gw, &shared, &cfg.server.limits, l.address);
+        let mut svc = proxy_service(&server, gw, &cfg.server.limits, l.address);
         let mut tls = TlsSettings::intermediate("", "").map_err(|e| e.to_string())?;
         tls.set_cert_resolver(store.clone());
         tls.enable_h2();
@@ -251,10 +245,10 @@ fn checked_listeners(cfg: &crate::config::Config) -> Result<crate::config::Confi
 fn proxy_service(
     server: &Server,
     gw: Gateway,
-    shared: &Arc<Shared>,
     limits: &ClientLimits,
     addr: std::net::SocketAddr,
 ) -> Service<Guarded<HttpProxy<Gateway>>> {
+    let (gw_shared, gw_connections) = (gw.shared.clone(), gw.connections.clone());
     let mut proxy = http_proxy(&server.configuration, gw);
     // h2 uploads are window-bound with the 64 KiB defaults.
     let mut h2 = default_h2_options();
@@ -265,8 +259,9 @@ fn proxy_service(
     opts.h2_idle_timeout = Some(limits.keepalive_timeout);
     proxy.server_options = Some(opts);
     let app = Guarded {
+        shared: gw_shared,
+        connections: gw_connections,
         inner: Arc::new(proxy),
-        shared: shared.clone(),
     };
     Service::new(format!("dockgate {addr}"), app)
 }
@@ -280,9 +275,8 @@ struct Signals {
 }
 
 impl Signals {
-    fn reload(&self) {
-        let _guard = self.shared.reload_lock.lock();
-        match self.shared.reload() {
+    async fn reload(&self) {
+        match self.shared.reload().await {
             Ok(()) => tracing::info!(config = %self.path.display(), "reloaded"),
             Err(e) => {
                 tracing::error!(error = %e, "reload refused; the previous config keeps serving")
@@ -338,7 +332,7 @@ impl ShutdownSignalWatch for Signals {
         };
         loop {
             tokio::select! {
-                _ = hup.recv() => self.reload(),
+                _ = hup.recv() => self.reload().await,
                 _ = quit.recv() => return ShutdownSignal::GracefulUpgrade,
                 _ = term.recv() => {
                     tracing::info!(grace_seconds = self.grace.as_secs(), "SIGTERM: no new connections; draining");

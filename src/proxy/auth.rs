@@ -11,11 +11,11 @@ use crate::oci::{ErrorCode, RegistryError};
 use crate::policy::auth::{acl::Action, scope, Decision, Failure, Principal};
 use crate::rewrite::query;
 use crate::route;
+use crate::state::{StateError, StoreError};
 use bytes::BytesMut;
 use http::StatusCode;
 use pingora::proxy::Session;
 use pingora::Result;
-use std::sync::Arc;
 use time::format_description::well_known::Rfc3339;
 
 /// Largest form or JSON body the own endpoints read.
@@ -536,10 +536,9 @@ impl Gateway {
                 return Ok(true);
             }
         };
-        match self.apply_repository_edits(&rt.cfg.path, key, &edits) {
-            Ok(()) => {
+        match self.shared.apply_edit(key, &edits).await {
+            Ok(now) => {
                 tracing::info!(repository = %key, user = %principal.user().unwrap_or(""), edits = ?edits, "repository settings changed");
-                let now = self.shared.snapshot();
                 let body = now
                     .cfg
                     .repositories
@@ -556,49 +555,21 @@ impl Gateway {
             }
             Err(e) => {
                 tracing::error!(error = %e, "repository settings not changed");
+                // A shared store out of reach: try again later, elsewhere.
+                let status = match e {
+                    StateError::Store(StoreError::Unreachable(_)) => {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    }
+                    _ => StatusCode::INTERNAL_SERVER_ERROR,
+                };
                 respond::error(
                     s,
-                    &RegistryError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Unknown, e),
+                    &RegistryError::new(status, ErrorCode::Unknown, e.to_string()),
                 )
                 .await?;
             }
         }
         Ok(true)
-    }
-
-    /// Edit the file, check the result serves, then swap file and runtime.
-    fn apply_repository_edits(
-        &self,
-        path: &std::path::Path,
-        key: &str,
-        edits: &[(&str, bool)],
-    ) -> Result<(), String> {
-        let _guard = self
-            .shared
-            .reload_lock
-            .lock()
-            .map_err(|_| "lock poisoned".to_string())?;
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let new_text = admin::repositories::apply(&text, key, edits)?;
-        let staged = admin::repositories::stage(path, &new_text)?;
-        let prepared = match crate::runtime::prepare(&staged, crate::runtime::Mode::Serve) {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = std::fs::remove_file(&staged);
-                return Err(e);
-            }
-        };
-        admin::repositories::commit(&staged, path)?;
-        let mut cfg = (*prepared.cfg).clone();
-        cfg.path = path.to_path_buf();
-        let rt = super::Runtime {
-            cfg: Arc::new(cfg),
-            peers: prepared.peers,
-            auth: prepared.auth,
-            hosts: prepared.hosts,
-        };
-        self.shared.current.store(Arc::new(rt));
-        Ok(())
     }
 }
 

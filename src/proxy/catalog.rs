@@ -2,9 +2,9 @@
 //! full (following its Link pages), filtered to the repository's name
 //! prefix, named as the client sees it, merged and paged here.
 
-use super::state::{Runtime, Shared};
 use crate::config::Repository;
 use crate::oci::{catalog, ErrorCode, RegistryError};
+use crate::state::{Shared, Snapshot};
 use http::StatusCode;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,7 +20,7 @@ pub struct Answer {
 
 pub async fn serve(
     shared: &Shared,
-    rt: &Runtime,
+    rt: &Snapshot,
     repos: &[Arc<Repository>],
     with_key: bool,
     query: Option<&str>,
@@ -80,7 +80,7 @@ pub async fn serve(
 
 async fn backend_names(
     shared: &Shared,
-    rt: &Runtime,
+    rt: &Snapshot,
     repo: &Repository,
     prefix: &str,
 ) -> Result<Vec<String>, String> {

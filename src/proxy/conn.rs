@@ -9,7 +9,7 @@
 //! one (`idle`); an h2 connection is `settled` by its first stream, after
 //! which pingora's h2 idle timeout takes over.
 
-use super::Shared;
+use crate::state::Shared;
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
 use pingora::protocols::Stream;
@@ -156,6 +156,8 @@ async fn overdue(rx: &mut watch::Receiver<Phase>) {
 pub struct Guarded<A> {
     pub inner: Arc<A>,
     pub shared: Arc<Shared>,
+    /// Shared by every listener: the per-client cap counts them all.
+    pub connections: Arc<Connections>,
 }
 
 #[async_trait]
@@ -174,7 +176,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         let Some(key) = key else {
             return self.inner.process_new(stream, shutdown).await;
         };
-        let conns = &self.shared.connections;
+        let conns = &self.connections;
         let Some(_slot) = conns.admit(key.0.ip(), limits.max_connections_per_client) else {
             tracing::warn!(
                 client = %key.0.ip(),

@@ -1,11 +1,11 @@
 //! Per-request state shared between the proxy phases.
 
-use super::state::{InFlight, Runtime};
 use crate::config::Backend;
 use crate::observe::Operation;
 use crate::policy::schema1::Direction;
 use crate::rewrite::response::View;
 use crate::route::RepoTarget;
+use crate::state::{InFlight, Snapshot};
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,7 +14,7 @@ use std::time::Instant;
 pub struct Ctx {
     pub inflight: Option<InFlight>,
     /// The config snapshot this request runs under, start to end.
-    pub rt: Option<Arc<Runtime>>,
+    pub rt: Option<Arc<Snapshot>>,
     pub client_host: String,
     pub target: Option<RepoTarget>,
     pub backend: Option<Arc<Backend>>,

@@ -1,11 +1,11 @@
 //! The logging phase: metrics and the access log line for one request.
 
-use super::state::Shared;
 use super::Ctx;
 use crate::observe::access_log::Record;
 use crate::observe::audit;
 use crate::observe::operation::method_label;
 use crate::observe::Operation;
+use crate::state::Shared;
 use pingora::proxy::Session;
 use time::format_description::well_known::Rfc3339;
 

@@ -12,11 +12,10 @@ mod manifest;
 mod realm;
 pub mod respond;
 mod sso;
-pub mod state;
 mod transport;
 
+pub use crate::state::{Shared, Snapshot};
 pub use ctx::Ctx;
-pub use state::{Runtime, Shared};
 
 use crate::config::ListenMethod;
 use crate::observe::metrics::{NO_REPO, UNKNOWN_REPO};
@@ -41,6 +40,8 @@ pub struct Gateway {
     pub addr: SocketAddr,
     pub method: ListenMethod,
     pub shared: Arc<Shared>,
+    /// Open downstream connections, per client and per head deadline.
+    pub connections: Arc<conn::Connections>,
 }
 
 impl Gateway {
@@ -124,7 +125,7 @@ impl ProxyHttp for Gateway {
 
     fn new_ctx(&self) -> Ctx {
         Ctx {
-            inflight: Some(state::InFlight::new(&self.shared.inflight)),
+            inflight: Some(crate::state::InFlight::new(&self.shared.inflight)),
             started: Some(std::time::Instant::now()),
             repo_label: UNKNOWN_REPO.to_string(),
             ..Ctx::default()
@@ -133,7 +134,7 @@ impl ProxyHttp for Gateway {
 
     async fn early_request_filter(&self, s: &mut Session, _ctx: &mut Ctx) -> Result<()> {
         let limits = self.shared.snapshot().cfg.server.limits;
-        transport::on_request(&self.shared.connections, s, &limits);
+        transport::on_request(&self.connections, s, &limits);
         Ok(())
     }
 
@@ -342,7 +343,7 @@ impl ProxyHttp for Gateway {
     async fn logging(&self, s: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
         log::record(&self.shared, s, ctx);
         if let Some(rt) = &ctx.rt {
-            transport::on_done(&self.shared.connections, s, &rt.cfg.server.limits);
+            transport::on_done(&self.connections, s, &rt.cfg.server.limits);
         }
     }
 

@@ -260,18 +260,14 @@ async fn callback(auth: &Authenticator, sso: &Arc<Sso>, r: &Request<'_>, p: &str
         .cookie(SESSION_COOKIE, &session, "/", SESSION_TTL)
 }
 
-/// Admission writes the store: off the async threads.
 async fn admit(
     auth: &Authenticator,
-    sso: &Arc<Sso>,
+    sso: &Sso,
     p: &str,
     id: super::identity::Identity,
 ) -> Result<String, String> {
     let local = auth.local_user(&id.name);
-    let (sso, p) = (sso.clone(), p.to_string());
-    tokio::task::spawn_blocking(move || sso.admit(&p, &id, local, now()))
-        .await
-        .map_err(|e| e.to_string())?
+    sso.admit(p, &id, local, now()).await
 }
 
 /// The session's user; for POSTs also the form's CSRF token.
@@ -301,7 +297,7 @@ fn user_page(auth: &Authenticator, sso: &Sso, r: &Request<'_>) -> Response {
         Ok(u) => u,
         Err(resp) => return resp,
     };
-    let rec = sso.store.get(&user);
+    let rec = super::store::get(&*sso.store, &user);
     let csrf = sso.sealer.seal("csrf", &user, now(), SESSION_TTL);
     let key = auth.api_key(&user);
     let view = pages::UserView {

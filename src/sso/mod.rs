@@ -20,10 +20,11 @@ pub mod workload;
 
 use crate::config::{Auth, ProviderKind, SsoProvider};
 use crate::policy::auth::memberships::Memberships;
+use crate::state::StateStore;
 use identity::{Admission, Identity};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
-use store::{SsoUser, UserStore};
+use store::SsoUser;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
@@ -61,7 +62,7 @@ pub enum SsoError {
     #[error("auth.sso.{0}: client_secret_file: {1}")]
     Secret(String, String),
     #[error("{0}")]
-    Store(#[from] store::StoreError),
+    Store(#[from] crate::state::StoreError),
     #[error("{0}")]
     Workload(#[from] workload::WorkloadError),
 }
@@ -82,7 +83,7 @@ const USED_STATES: usize = 4096;
 pub struct Sso {
     pub providers: BTreeMap<String, Provider>,
     pub workloads: workload::Workloads,
-    pub store: Arc<dyn UserStore>,
+    pub store: Arc<dyn StateStore>,
     pub memberships: Memberships,
     pub sealer: seal::Sealer,
     pub client: reqwest::Client,
@@ -106,8 +107,9 @@ fn read_secret(p: &SsoProvider) -> Result<Option<String>, SsoError> {
 }
 
 impl Sso {
-    /// Reads client secrets, JWKS files and the user store. Blocking.
-    pub fn open(cfg: &Auth, secret: &[u8]) -> Result<Self, SsoError> {
+    /// Reads client secrets and JWKS files (blocking); users come from the
+    /// runtime-state store.
+    pub fn open(cfg: &Auth, store: Arc<dyn StateStore>) -> Result<Self, SsoError> {
         let mut providers = BTreeMap::new();
         for p in &cfg.sso {
             let secret = read_secret(p)?;
@@ -138,17 +140,19 @@ impl Sso {
                 },
             );
         }
-        let store = store::FileStore::open(cfg.state_dir.join(store::USERS_FILE))?;
         let memberships = cfg.memberships.clone();
-        for (name, u) in store.all() {
+        for (name, u) in store::all(&*store) {
             memberships.set(&name, u.groups);
         }
+        // Derived from the API-key secret, so every instance sharing the
+        // store agrees; no user name contains a NUL.
+        let seal_key = store.secrets().api_keys.key_for("\0dockgate-sso-seal", 0);
         Ok(Self {
             providers,
             workloads: workload::Workloads::open(&cfg.workloads)?,
-            store: Arc::new(store),
+            store,
             memberships,
-            sealer: seal::Sealer::new(secret),
+            sealer: seal::Sealer::new(seal_key.as_bytes()),
             client: http::client(),
             used: Mutex::new(VecDeque::new()),
         })
@@ -172,7 +176,7 @@ impl Sso {
     /// An SSO-made user whose sign-in is younger than its provider's
     /// `max_key_age` (their API key and refresh tokens work meanwhile).
     pub fn knows(&self, user: &str, now: u64) -> bool {
-        self.store.get(user).is_some_and(|u| {
+        store::get(&*self.store, user).is_some_and(|u| {
             !u.linked
                 && self
                     .providers
@@ -182,8 +186,8 @@ impl Sso {
     }
 
     /// Admits a verified sign-in: creates, updates or links the user and
-    /// sets their groups. Blocking (writes the store).
-    pub fn admit(
+    /// sets their groups.
+    pub async fn admit(
         &self,
         provider: &str,
         id: &Identity,
@@ -194,7 +198,7 @@ impl Sso {
             .providers
             .get(provider)
             .ok_or_else(|| format!("no provider {provider:?}"))?;
-        let existing = self.store.get(&id.name);
+        let existing = store::get(&*self.store, &id.name);
         let linked = match identity::admit(&p.cfg, id, existing.as_ref(), in_htpasswd) {
             Admission::Refuse(why) => return Err(why),
             Admission::Create => false,
@@ -213,7 +217,9 @@ impl Sso {
             credential: id.credential.clone(),
             linked,
         };
-        self.store.put(&id.name, user).map_err(|e| e.to_string())?;
+        store::put(&*self.store, &id.name, &user)
+            .await
+            .map_err(|e| e.to_string())?;
         self.memberships.set(&id.name, groups);
         Ok(id.name.clone())
     }
@@ -223,9 +229,11 @@ impl Sso {
     /// provider that refuses (user gone, grant revoked) leaves no groups;
     /// one that cannot be reached leaves them as they were until next time.
     pub async fn on_token(&self, user: &str) -> Result<(), String> {
-        let Some(mut u) = self.store.get(user) else {
+        let Some(mut u) = store::get(&*self.store, user) else {
             return Ok(());
         };
+        // Another instance may have re-checked or signed the user in.
+        self.memberships.set(user, u.groups.clone());
         let Some(p) = self.providers.get(&u.provider) else {
             return Err(format!("provider {:?} is no longer configured", u.provider));
         };
@@ -261,11 +269,8 @@ impl Sso {
         }
         u.checked = t;
         self.memberships.set(user, u.groups.clone());
-        let store = self.store.clone();
-        let name = user.to_string();
-        tokio::task::spawn_blocking(move || store.put(&name, u))
+        store::put(&*self.store, user, &u)
             .await
-            .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())
     }
 

@@ -1,14 +1,11 @@
 //! Users made by single sign-on: who they are at their provider, the
 //! dockgate groups their provider groups gave them, when they last signed
 //! in and were re-checked, and the provider credential the re-check uses.
-//! Behind a trait so a shared store (the cluster's) can replace the file.
+//! Kept in the runtime-state store's `sso-users` area.
 
+use crate::state::{StateStore, StoreError};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-use std::sync::RwLock;
-
-pub const USERS_FILE: &str = "sso-users.json";
+use std::collections::BTreeSet;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SsoUser {
@@ -33,84 +30,40 @@ pub struct SsoUser {
     pub linked: bool,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("{path}: {message}")]
-    Io { path: String, message: String },
+/// The runtime-state area SSO users live in (files by default, the
+/// cluster's store when shared).
+pub const AREA: &str = "sso-users";
+
+pub fn get(store: &dyn StateStore, name: &str) -> Option<SsoUser> {
+    store
+        .get(AREA, name)
+        .and_then(|v| serde_json::from_str(&v).ok())
 }
 
-pub trait UserStore: Send + Sync {
-    fn get(&self, name: &str) -> Option<SsoUser>;
-    /// Blocking (it may write a file): call off the async threads.
-    fn put(&self, name: &str, user: SsoUser) -> Result<(), StoreError>;
-    fn all(&self) -> Vec<(String, SsoUser)>;
+pub fn all(store: &dyn StateStore) -> Vec<(String, SsoUser)> {
+    store
+        .list(AREA)
+        .into_iter()
+        .filter_map(|(k, v)| serde_json::from_str(&v).ok().map(|u| (k, u)))
+        .collect()
 }
 
-/// `<state_dir>/sso-users.json`, kept in memory, rewritten atomically.
-pub struct FileStore {
-    path: PathBuf,
-    users: RwLock<BTreeMap<String, SsoUser>>,
-}
-
-impl FileStore {
-    pub fn open(path: PathBuf) -> Result<Self, StoreError> {
-        let err = |m: String| StoreError::Io {
-            path: path.display().to_string(),
-            message: m,
-        };
-        let users = match std::fs::read_to_string(&path) {
-            Ok(t) => serde_json::from_str(&t).map_err(|e| err(e.to_string()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(err(e.to_string())),
-        };
-        Ok(Self {
-            path,
-            users: RwLock::new(users),
-        })
-    }
-}
-
-impl UserStore for FileStore {
-    fn get(&self, name: &str) -> Option<SsoUser> {
-        self.users.read().ok()?.get(name).cloned()
-    }
-
-    fn put(&self, name: &str, user: SsoUser) -> Result<(), StoreError> {
-        let err = |m: String| StoreError::Io {
-            path: self.path.display().to_string(),
-            message: m,
-        };
-        let mut g = self
-            .users
-            .write()
-            .map_err(|_| err("lock poisoned".into()))?;
-        let mut next = g.clone();
-        next.insert(name.to_string(), user);
-        let text = serde_json::to_string_pretty(&next).map_err(|e| err(e.to_string()))?;
-        crate::policy::auth::write_private(&self.path, text.as_bytes()).map_err(err)?;
-        *g = next;
-        Ok(())
-    }
-
-    fn all(&self) -> Vec<(String, SsoUser)> {
-        self.users
-            .read()
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-            .unwrap_or_default()
-    }
+pub async fn put(store: &dyn StateStore, name: &str, user: &SsoUser) -> Result<(), StoreError> {
+    let v = serde_json::to_string(user).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    store.put(AREA, name, &v, None).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn file_store_round_trip() {
+    #[tokio::test]
+    async fn users_round_trip_through_the_state_store() {
         let dir = std::env::temp_dir().join(format!("dockgate-sso-store-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(USERS_FILE);
-        let s = FileStore::open(path.clone()).unwrap();
-        assert!(s.get("ann").is_none());
+        let cfg = dir.join("dockgate.toml");
+        let s = crate::state::FileStore::open(&cfg, Some(&dir)).unwrap();
+        assert!(get(&s, "ann").is_none());
         let u = SsoUser {
             provider: "idp".into(),
             subject: "1".into(),
@@ -122,11 +75,10 @@ mod tests {
             credential: Some("rt".into()),
             linked: false,
         };
-        s.put("ann", u.clone()).unwrap();
-        assert_eq!(FileStore::open(path.clone()).unwrap().get("ann"), Some(u));
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
+        put(&s, "ann", &u).await.unwrap();
+        assert_eq!(get(&s, "ann"), Some(u.clone()));
+        let again = crate::state::FileStore::open(&cfg, Some(&dir)).unwrap();
+        assert_eq!(all(&again), vec![("ann".to_string(), u)]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,7 +1,7 @@
 //! Periodic `GET <v2_prefix>/` per backend, feeding `dockgate_backend_up`.
 //! 200 and 401 both mean "alive": an authenticating backend still answers.
 
-use crate::proxy::Shared;
+use crate::state::Shared;
 use async_trait::async_trait;
 use pingora::connectors::http::Connector;
 use pingora::server::ShutdownWatch;

@@ -143,8 +143,10 @@ class Sso:
         return Browser(self.ca)
 
     def users_file(self):
-        p = self.gw.dir / "state" / "sso-users.json"
-        return json.loads(p.read_text()) if p.exists() else {}
+        """The runtime-state store's `sso-users` area (files: state_dir/areas/)."""
+        p = self.gw.dir / "state" / "areas" / "sso-users.json"
+        raw = json.loads(p.read_text()) if p.exists() else {}
+        return {k: json.loads(v["value"]) for k, v in raw.items()}
 
     def token(self, auth=None, scope=None, **extra):
         params = {"service": SERVICE, **({"scope": scope} if scope else {}), **extra}

@@ -5,7 +5,7 @@ use super::history::{Counts, History, Sample};
 use super::{BackendView, CertificateView, ListenerView, Point, Rates, RepositoryView, Status};
 use crate::config::{Challenge, Config, ListenMethod};
 use crate::observe::Metrics;
-use crate::proxy::Shared;
+use crate::state::Shared;
 use crate::tls::CertStore;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;

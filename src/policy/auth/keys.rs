@@ -4,7 +4,6 @@
 //! secret kept in the state dir, so nothing per key is stored; revoking
 //! bumps the generation (which also voids that user's refresh tokens).
 
-use super::watched::Watched;
 use super::write_private;
 use base64::Engine;
 use ring::hmac;
@@ -15,12 +14,13 @@ pub const SECRET_FILE: &str = "api-key.secret";
 pub const GENERATIONS_FILE: &str = "api-key-generations.json";
 const PREFIX: &str = "dgk_";
 
-pub struct Keys {
+/// The HMAC behind every API key; generations come from the state store.
+pub struct ApiKeys {
     key: hmac::Key,
-    generations: Watched<BTreeMap<String, u64>>,
 }
 
-fn parse_generations(text: &str) -> Result<BTreeMap<String, u64>, String> {
+/// The generations file: user → generation.
+pub fn parse_generations(text: &str) -> Result<BTreeMap<String, u64>, String> {
     serde_json::from_str(text).map_err(|e| e.to_string())
 }
 
@@ -47,25 +47,16 @@ pub fn load_or_create_secret(dir: &Path) -> Result<Vec<u8>, String> {
     }
 }
 
-impl Keys {
-    pub fn open(dir: &Path) -> Result<Self, String> {
-        let secret = load_or_create_secret(dir)?;
-        Ok(Self {
-            key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
-            generations: Watched::open(dir.join(GENERATIONS_FILE), parse_generations)?,
-        })
+impl ApiKeys {
+    pub fn new(secret: &[u8]) -> Self {
+        Self {
+            key: hmac::Key::new(hmac::HMAC_SHA256, secret),
+        }
     }
 
-    pub fn generation(&self, user: &str) -> u64 {
-        self.generations.get().get(user).copied().unwrap_or(0)
-    }
-
-    /// The user's current API key.
-    pub fn key_for(&self, user: &str) -> String {
-        let tag = hmac::sign(
-            &self.key,
-            format!("{user}\0{}", self.generation(user)).as_bytes(),
-        );
+    /// The user's key at generation `gen`.
+    pub fn key_for(&self, user: &str, gen: u64) -> String {
+        let tag = hmac::sign(&self.key, format!("{user}\0{gen}").as_bytes());
         format!(
             "{PREFIX}{}",
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref())
@@ -73,14 +64,14 @@ impl Keys {
     }
 
     /// Constant-time check of a presented key.
-    pub fn verify(&self, user: &str, presented: &str) -> bool {
+    pub fn verify(&self, user: &str, gen: u64, presented: &str) -> bool {
         let Some(b64) = presented.strip_prefix(PREFIX) else {
             return false;
         };
         let Ok(tag) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(b64) else {
             return false;
         };
-        let msg = format!("{user}\0{}", self.generation(user));
+        let msg = format!("{user}\0{gen}");
         hmac::verify(&self.key, msg.as_bytes(), &tag).is_ok()
     }
 }
@@ -110,18 +101,18 @@ mod tests {
     fn keys_verify_until_revoked() {
         let dir = std::env::temp_dir().join(format!("dockgate-keys-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let k = Keys::open(&dir).unwrap();
-        let key = k.key_for("alice");
-        assert!(k.verify("alice", &key));
-        assert!(!k.verify("bob", &key));
-        assert!(!k.verify("alice", "dgk_nope"));
-        assert!(!k.verify("alice", "password"));
+        let k = ApiKeys::new(&load_or_create_secret(&dir).unwrap());
+        let key = k.key_for("alice", 0);
+        assert!(k.verify("alice", 0, &key));
+        assert!(!k.verify("bob", 0, &key));
+        assert!(!k.verify("alice", 0, "dgk_nope"));
+        assert!(!k.verify("alice", 0, "password"));
         // a second instance with the same state dir agrees
-        assert!(Keys::open(&dir).unwrap().verify("alice", &key));
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        revoke(&dir, "alice").unwrap();
-        assert!(!k.verify("alice", &key));
-        assert!(k.verify("alice", &k.key_for("alice")));
+        let again = ApiKeys::new(&load_or_create_secret(&dir).unwrap());
+        assert!(again.verify("alice", 0, &key));
+        assert_eq!(revoke(&dir, "alice").unwrap(), 1);
+        assert!(!k.verify("alice", 1, &key));
+        assert!(k.verify("alice", 1, &k.key_for("alice", 1)));
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(dir.join(SECRET_FILE))
             .unwrap()

@@ -52,8 +52,10 @@ struct State {
     good: HashMap<Pair, Instant>,
 }
 
+/// Lives in the process's shared state, so counts survive a reload; a
+/// reload only replaces the policy.
 pub struct Limiter {
-    policy: Policy,
+    policy: Mutex<Policy>,
     state: Mutex<State>,
 }
 
@@ -67,9 +69,20 @@ fn remaining(until: Option<Instant>, now: Instant) -> Option<Duration> {
 impl Limiter {
     pub fn new(policy: Policy) -> Self {
         Self {
-            policy,
+            policy: Mutex::new(policy),
             state: Mutex::new(State::default()),
         }
+    }
+
+    /// A reloaded config's thresholds; the counts are kept.
+    pub fn set_policy(&self, policy: Policy) {
+        if let Ok(mut p) = self.policy.lock() {
+            *p = policy;
+        }
+    }
+
+    fn policy(&self) -> Option<Policy> {
+        self.policy.lock().ok().map(|p| *p)
     }
 
     /// `Err(retry_after)` while `user` from `ip` is locked out.
@@ -101,7 +114,7 @@ impl Limiter {
     }
 
     fn failure_at(&self, user: &str, ip: Option<IpAddr>, now: Instant) {
-        let p = self.policy;
+        let Some(p) = self.policy() else { return };
         let Ok(mut s) = self.state.lock() else { return };
         if s.pairs.len() + s.addrs.len() + s.good.len() >= MAX_KEYS {
             prune(&mut s, p.lockout, now);

@@ -11,9 +11,10 @@ pub mod scope;
 pub mod secret_file;
 pub mod token;
 pub mod users;
-mod watched;
+pub mod watched;
 
 use crate::config::{Auth, Repository};
+use crate::state::StateStore;
 use acl::Action;
 use base64::Engine;
 use scope::Access;
@@ -134,11 +135,31 @@ impl Failure {
 pub struct Authenticator {
     pub cfg: Auth,
     users: users::Users,
-    keys: keys::Keys,
-    signer: token::Signer,
-    limiter: limiter::Limiter,
+    /// Key generations, the API-key secret and the token keys.
+    store: Arc<dyn StateStore>,
+    limiter: Arc<limiter::Limiter>,
     /// Single sign-on and workload tokens, when configured.
     pub sso: Option<Arc<crate::sso::Sso>>,
+}
+
+/// What outlives a reload: failure counts and verified passwords.
+pub struct Kept {
+    pub limiter: Arc<limiter::Limiter>,
+    pub passwords: Arc<users::PasswordCache>,
+}
+
+impl Kept {
+    /// Slow (one bcrypt hash): once per process.
+    pub fn new() -> Result<Self, String> {
+        Ok(Self {
+            limiter: Arc::new(limiter::Limiter::new(limiter::Policy {
+                max_failures: 5,
+                lockout: std::time::Duration::from_secs(60),
+                max_users_per_address: 20,
+            })),
+            passwords: Arc::new(users::PasswordCache::new()?),
+        })
+    }
 }
 
 /// Writes a secret file atomically, keeping the owner and mode of the file
@@ -148,29 +169,34 @@ pub fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
 }
 
 impl Authenticator {
-    pub fn open(cfg: &Auth) -> Result<Self, String> {
-        std::fs::create_dir_all(&cfg.state_dir)
-            .map_err(|e| format!("{}: {e}", cfg.state_dir.display()))?;
+    /// Applies `cfg`'s thresholds to the kept limiter.
+    pub fn open(cfg: &Auth, kept: &Kept, store: Arc<dyn StateStore>) -> Result<Self, String> {
+        kept.limiter.set_policy(limiter::Policy {
+            max_failures: cfg.max_failures,
+            lockout: cfg.lockout,
+            max_users_per_address: cfg.max_users_per_address,
+        });
         let sso = if cfg.sso.is_empty() && cfg.workloads.is_empty() {
             None
         } else {
-            let secret = keys::load_or_create_secret(&cfg.state_dir)?;
             Some(Arc::new(
-                crate::sso::Sso::open(cfg, &secret).map_err(|e| e.to_string())?,
+                crate::sso::Sso::open(cfg, store.clone()).map_err(|e| e.to_string())?,
             ))
         };
         Ok(Self {
+            users: users::Users::open(cfg.htpasswd.clone(), kept.passwords.clone())?,
             sso,
-            users: users::Users::open(cfg.htpasswd.clone())?,
-            keys: keys::Keys::open(&cfg.state_dir)?,
-            signer: token::Signer::open(&cfg.state_dir)?,
-            limiter: limiter::Limiter::new(limiter::Policy {
-                max_failures: cfg.max_failures,
-                lockout: cfg.lockout,
-                max_users_per_address: cfg.max_users_per_address,
-            }),
+            store,
+            limiter: kept.limiter.clone(),
             cfg: cfg.clone(),
         })
+    }
+
+    fn api_key_ok(&self, user: &str, pass: &str) -> bool {
+        self.store
+            .secrets()
+            .api_keys
+            .verify(user, self.store.generation(user), pass)
     }
 
     /// Decodes `Authorization`. Blocking (bcrypt): run off the async threads.
@@ -191,7 +217,9 @@ impl Authenticator {
             }
             "bearer" => {
                 let c = self
-                    .signer
+                    .store
+                    .secrets()
+                    .tokens
                     .verify(rest.trim(), &self.cfg.service)
                     .map_err(Failure::BadToken)?;
                 if c.typ.is_some() {
@@ -219,8 +247,9 @@ impl Authenticator {
         if let Err(wait) = self.limiter.check(user, ip) {
             return Err(Failure::Locked(wait.as_secs().max(1)));
         }
-        let ok = (self.users.exists(user) && self.users_verify(user, pass))
-            || (self.sso_knows(user) && self.keys.verify(user, pass));
+        let ok = (self.users.exists(user)
+            && (self.api_key_ok(user, pass) || self.users.verify(user, pass)))
+            || (self.sso_knows(user) && self.api_key_ok(user, pass));
         if !ok && !self.users.exists(user) {
             // Same cost for unknown users.
             let _ = self.users.verify(user, pass);
@@ -230,6 +259,7 @@ impl Authenticator {
             return Ok(());
         }
         self.limiter.failure(user, ip);
+        self.store.login_failed(user, ip);
         Err(Failure::BadCredentials)
     }
 
@@ -260,13 +290,68 @@ impl Authenticator {
         user: Option<&str>,
         access: Vec<Access>,
     ) -> Result<(String, token::Claims), String> {
-        self.signer.issue(
+        self.store.secrets().tokens.issue(
             user.unwrap_or(""),
             &self.cfg.service,
             access,
             self.cfg.token_ttl.as_secs(),
             None,
         )
+    }
+
+    pub fn issue_refresh(&self, user: &str) -> Result<String, String> {
+        let gen = self.store.generation(user);
+        self.store
+            .secrets()
+            .tokens
+            .issue(
+                user,
+                &self.cfg.service,
+                Vec::new(),
+                self.cfg.refresh_ttl.as_secs(),
+                Some(gen),
+            )
+            .map(|(t, _)| t)
+    }
+
+    /// The user a refresh token stands for, while not revoked.
+    pub fn check_refresh(&self, token: &str) -> Result<String, Failure> {
+        let c = self
+            .store
+            .secrets()
+            .tokens
+            .verify(token, &self.cfg.service)
+            .map_err(Failure::BadToken)?;
+        if c.typ.as_deref() != Some("refresh") {
+            return Err(Failure::BadToken("not a refresh token".into()));
+        }
+        if c.gen != Some(self.store.generation(&c.sub))
+            || !(self.users.exists(&c.sub) || self.sso_knows(&c.sub))
+        {
+            return Err(Failure::BadToken("revoked".into()));
+        }
+        Ok(c.sub)
+    }
+
+    /// A user single sign-on made, whose sign-in is within `max_key_age`.
+    fn sso_knows(&self, user: &str) -> bool {
+        self.sso
+            .as_ref()
+            .is_some_and(|s| s.knows(user, crate::sso::now()))
+    }
+
+    /// In the htpasswd file.
+    pub fn local_user(&self, user: &str) -> bool {
+        self.users.exists(user)
+    }
+
+    /// The user's API key and refresh tokens stop working.
+    pub async fn revoke_keys(&self, user: &str) -> Result<(), String> {
+        self.store
+            .revoke_keys(user)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     /// A workload's access token: its rule's groups (for this token only)
@@ -285,66 +370,17 @@ impl Authenticator {
                 .push(w.user.clone());
         }
         let access = grant(&cfg, Some(&w.user), scopes, resolve);
-        self.signer
+        self.store
+            .secrets()
+            .tokens
             .issue(&w.user, &self.cfg.service, access, w.ttl, None)
     }
 
-    pub fn issue_refresh(&self, user: &str) -> Result<String, String> {
-        let gen = self.keys.generation(user);
-        self.signer
-            .issue(
-                user,
-                &self.cfg.service,
-                Vec::new(),
-                self.cfg.refresh_ttl.as_secs(),
-                Some(gen),
-            )
-            .map(|(t, _)| t)
-    }
-
-    /// The user a refresh token stands for, while not revoked.
-    pub fn check_refresh(&self, token: &str) -> Result<String, Failure> {
-        let c = self
-            .signer
-            .verify(token, &self.cfg.service)
-            .map_err(Failure::BadToken)?;
-        if c.typ.as_deref() != Some("refresh") {
-            return Err(Failure::BadToken("not a refresh token".into()));
-        }
-        if c.gen != Some(self.keys.generation(&c.sub))
-            || !(self.users.exists(&c.sub) || self.sso_knows(&c.sub))
-        {
-            return Err(Failure::BadToken("revoked".into()));
-        }
-        Ok(c.sub)
-    }
-
-    fn users_verify(&self, user: &str, pass: &str) -> bool {
-        self.keys.verify(user, pass) || self.users.verify(user, pass)
-    }
-
-    /// A user single sign-on made, whose sign-in is within `max_key_age`.
-    fn sso_knows(&self, user: &str) -> bool {
-        self.sso
-            .as_ref()
-            .is_some_and(|s| s.knows(user, crate::sso::now()))
-    }
-
-    /// In the htpasswd file.
-    pub fn local_user(&self, user: &str) -> bool {
-        self.users.exists(user)
-    }
-
-    /// Bumps the user's key generation (a file write, off the async threads).
-    pub async fn revoke_keys(&self, user: &str) -> Result<(), String> {
-        let (dir, user) = (self.cfg.state_dir.clone(), user.to_string());
-        tokio::task::spawn_blocking(move || keys::revoke(&dir, &user).map(|_| ()))
-            .await
-            .map_err(|e| e.to_string())?
-    }
-
     pub fn api_key(&self, user: &str) -> String {
-        self.keys.key_for(user)
+        self.store
+            .secrets()
+            .api_keys
+            .key_for(user, self.store.generation(user))
     }
 
     pub fn email(&self, user: &str) -> String {

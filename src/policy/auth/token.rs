@@ -56,24 +56,88 @@ fn random_id() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// A new P-256 signing key (PKCS#8 DER).
+pub fn generate_pkcs8() -> Result<Vec<u8>, String> {
+    EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+        .map(|d| d.as_ref().to_vec())
+        .map_err(|_| "cannot generate the token signing key".to_string())
+}
+
+/// The key's PEM text, as kept in the state dir.
+pub fn pkcs8_pem(pkcs8: &[u8]) -> String {
+    pem("PRIVATE KEY", pkcs8)
+}
+
+/// Reads the key file in `dir`, generating it (0600) when absent.
+pub fn load_or_create(dir: &Path) -> Result<Vec<u8>, String> {
+    let path = dir.join(KEY_FILE);
+    if path.exists() {
+        return PrivatePkcs8KeyDer::from_pem_file(&path)
+            .map(|k| k.secret_pkcs8_der().to_vec())
+            .map_err(|e| format!("{}: {e}", path.display()));
+    }
+    let doc = generate_pkcs8()?;
+    write_private(&path, pkcs8_pem(&doc).as_bytes())?;
+    Ok(doc)
+}
+
+/// The keys tokens are checked against: the first signs, all verify (the
+/// others are being retired after a rotation).
+pub struct Keyring {
+    signers: Vec<Signer>,
+}
+
+impl Keyring {
+    /// `keys[0]` signs; PKCS#8 DER each.
+    pub fn new(keys: &[Vec<u8>]) -> Result<Self, String> {
+        let signers = keys
+            .iter()
+            .map(|k| Signer::from_pkcs8(k))
+            .collect::<Result<Vec<_>, _>>()?;
+        if signers.is_empty() {
+            return Err("no token signing key".into());
+        }
+        Ok(Self { signers })
+    }
+
+    pub fn issue(
+        &self,
+        sub: &str,
+        aud: &str,
+        access: Vec<Access>,
+        ttl_secs: u64,
+        refresh_gen: Option<u64>,
+    ) -> Result<(String, Claims), String> {
+        match self.signers.first() {
+            Some(s) => s.issue(sub, aud, access, ttl_secs, refresh_gen),
+            None => Err("no token signing key".into()),
+        }
+    }
+
+    /// Verifies with the key the token names (`kid`).
+    pub fn verify(&self, token: &str, aud: &str) -> Result<Claims, String> {
+        let kid = jsonwebtoken::decode_header(token)
+            .map_err(|e| e.to_string())?
+            .kid;
+        let signer = match kid {
+            Some(k) => self.signers.iter().find(|s| s.kid == k),
+            None => self.signers.first(),
+        }
+        .ok_or_else(|| "signed by an unknown key".to_string())?;
+        signer.verify(token, aud)
+    }
+
+    /// The signing key's id.
+    pub fn current_kid(&self) -> &str {
+        self.signers.first().map(|s| s.kid.as_str()).unwrap_or("")
+    }
+}
+
 impl Signer {
-    /// Loads the key from `dir`, generating it (0600) when absent.
-    pub fn open(dir: &Path) -> Result<Self, String> {
-        let path = dir.join(KEY_FILE);
+    pub fn from_pkcs8(pkcs8: &[u8]) -> Result<Self, String> {
         let rng = SystemRandom::new();
-        let pkcs8: Vec<u8> = if path.exists() {
-            PrivatePkcs8KeyDer::from_pem_file(&path)
-                .map_err(|e| format!("{}: {e}", path.display()))?
-                .secret_pkcs8_der()
-                .to_vec()
-        } else {
-            let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-                .map_err(|_| "cannot generate the token signing key".to_string())?;
-            write_private(&path, pem("PRIVATE KEY", doc.as_ref()).as_bytes())?;
-            doc.as_ref().to_vec()
-        };
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8, &rng)
-            .map_err(|e| format!("{}: not a P-256 key: {e}", path.display()))?;
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8, &rng)
+            .map_err(|e| format!("not a P-256 key: {e}"))?;
         let public = pair.public_key().as_ref().to_vec();
         let fp = ring::digest::digest(&ring::digest::SHA256, &public);
         let kid = fp.as_ref()[..12]
@@ -81,10 +145,16 @@ impl Signer {
             .map(|x| format!("{x:02x}"))
             .collect();
         Ok(Self {
-            enc: EncodingKey::from_ec_der(&pkcs8),
+            enc: EncodingKey::from_ec_der(pkcs8),
             dec: DecodingKey::from_ec_der(&public),
             kid,
         })
+    }
+
+    /// Loads the key from `dir`, generating it (0600) when absent.
+    pub fn open(dir: &Path) -> Result<Self, String> {
+        let path = dir.join(KEY_FILE);
+        Self::from_pkcs8(&load_or_create(dir)?).map_err(|e| format!("{}: {e}", path.display()))
     }
 
     pub fn issue(

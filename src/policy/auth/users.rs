@@ -1,11 +1,12 @@
 //! Users from an htpasswd file (bcrypt `$2y$`/`$2b$`/`$2a$`, or argon2
 //! PHC strings). Successful checks are cached briefly by a hash of the
-//! password, so a push of many layers does not pay bcrypt per request.
+//! password, so a push of many layers does not pay bcrypt per request; the
+//! cache lives in the process's shared state and survives a reload.
 
 use super::watched::Watched;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const CACHE_TTL: Duration = Duration::from_secs(300);
@@ -14,11 +15,28 @@ const CACHE_MAX: usize = 10_000;
 /// (user, sha256(password)) → (when checked, the hash it matched).
 type VerifiedCache = HashMap<(String, [u8; 32]), (Instant, String)>;
 
+/// Recently verified passwords, and a hash to spend time on for unknown
+/// users. An entry holds only while the user's hash is unchanged.
+pub struct PasswordCache {
+    entries: Mutex<VerifiedCache>,
+    dummy: String,
+}
+
+impl PasswordCache {
+    /// Slow (one bcrypt hash): made once per process.
+    pub fn new() -> Result<Self, String> {
+        let dummy =
+            bcrypt::hash("dockgate-timing", bcrypt::DEFAULT_COST).map_err(|e| e.to_string())?;
+        Ok(Self {
+            entries: Mutex::new(HashMap::new()),
+            dummy,
+        })
+    }
+}
+
 pub struct Users {
     file: Watched<BTreeMap<String, String>>,
-    cache: Mutex<VerifiedCache>,
-    /// A real hash to spend time on for unknown users.
-    dummy: String,
+    cache: Arc<PasswordCache>,
 }
 
 /// `user:hash` lines; `#` comments and blank lines are skipped.
@@ -66,14 +84,16 @@ fn digest(s: &str) -> [u8; 32] {
 }
 
 impl Users {
-    pub fn open(path: PathBuf) -> Result<Self, String> {
-        let dummy =
-            bcrypt::hash("dockgate-timing", bcrypt::DEFAULT_COST).map_err(|e| e.to_string())?;
+    pub fn open(path: PathBuf, cache: Arc<PasswordCache>) -> Result<Self, String> {
         Ok(Self {
             file: Watched::open(path, parse_htpasswd)?,
-            cache: Mutex::new(HashMap::new()),
-            dummy,
+            cache,
         })
+    }
+
+    /// Parses the file once, for `dockgate check`.
+    pub fn check(path: PathBuf) -> Result<(), String> {
+        Watched::open(path, parse_htpasswd).map(|_| ())
     }
 
     pub fn exists(&self, user: &str) -> bool {
@@ -85,11 +105,11 @@ impl Users {
         let users = self.file.get();
         let Some(hash) = users.get(user) else {
             // Spend the same time on unknown users as on known ones.
-            let _ = bcrypt::verify(password, &self.dummy);
+            let _ = bcrypt::verify(password, &self.cache.dummy);
             return false;
         };
         let key = (user.to_string(), digest(password));
-        if let Ok(c) = self.cache.lock() {
+        if let Ok(c) = self.cache.entries.lock() {
             if let Some((at, h)) = c.get(&key) {
                 if at.elapsed() < CACHE_TTL && h == hash {
                     return true;
@@ -98,7 +118,7 @@ impl Users {
         }
         let ok = verify_hash(password, hash);
         if ok {
-            if let Ok(mut c) = self.cache.lock() {
+            if let Ok(mut c) = self.cache.entries.lock() {
                 if c.len() >= CACHE_MAX {
                     c.clear();
                 }

@@ -1,10 +1,11 @@
 //! Turning a config file into what requests run under: the validated
-//! config, backend peers, certificate specs and the authenticator. The same
-//! path serves `check`, `serve`, SIGHUP and the admin API, so what `check`
-//! accepts is what will serve.
+//! config, backend peers and certificate specs (the authenticator is added
+//! by `state`, from the parts that outlive a reload). The same path serves
+//! `check`, `serve`, SIGHUP and the admin API, so what `check` accepts is
+//! what will serve.
 
+use super::StateError;
 use crate::config::{self, Config};
-use crate::policy::auth::Authenticator;
 use crate::route::host::HostNames;
 use crate::tls::{
     ensure_server_cert, write_trust_dir, CertSpec, CertStore, EnsureOutcome, GenerateOptions,
@@ -19,8 +20,6 @@ pub struct Prepared {
     pub cfg: Arc<Config>,
     pub peers: Peers,
     pub certs: Vec<CertSpec>,
-    /// None in passthrough mode, and in `check` mode.
-    pub auth: Option<Arc<Authenticator>>,
     /// The `Host` names requests may carry.
     pub hosts: Arc<HostNames>,
     /// `[tls] generate` when serving: the CA for each client, per address.
@@ -38,7 +37,11 @@ pub enum Mode {
 
 /// Validates config, certificates and backend CAs; the same path runs for
 /// `check`, `serve` and reload, so what `check` accepts will serve.
-pub fn prepare(path: &Path, mode: Mode) -> Result<Prepared, String> {
+pub fn prepare(path: &Path, mode: Mode) -> Result<Prepared, StateError> {
+    prepare_text(path, mode).map_err(StateError::Config)
+}
+
+fn prepare_text(path: &Path, mode: Mode) -> Result<Prepared, String> {
     let cfg = config::load(path).map_err(|e| e.to_string())?;
     let file = path.display();
     let certs = cert_specs(&cfg);
@@ -60,25 +63,17 @@ pub fn prepare(path: &Path, mode: Mode) -> Result<Prepared, String> {
             ));
         }
     }
-    let auth = match (&cfg.auth, mode) {
-        (None, _) => None,
-        (Some(a), Mode::Check) => {
-            // Read-only: the htpasswd must parse; state files are made at serve.
-            crate::policy::auth::users::Users::open(a.htpasswd.clone())
-                .map_err(|e| format!("{file}: auth.htpasswd: {e}"))?;
-            None
-        }
-        (Some(a), Mode::Serve) => Some(Arc::new(
-            Authenticator::open(a).map_err(|e| format!("{file}: auth: {e}"))?,
-        )),
-    };
+    if let (Some(a), Mode::Check) = (&cfg.auth, mode) {
+        // Read-only: the htpasswd must parse; state files are made at serve.
+        crate::policy::auth::users::Users::check(a.htpasswd.clone())
+            .map_err(|e| format!("{file}: auth.htpasswd: {e}"))?;
+    }
     let local_ips = crate::tls::detect::local_addresses().unwrap_or_default();
     let hosts = Arc::new(HostNames::new(&cfg, &cert_names(&certs), &local_ips));
     Ok(Prepared {
         cfg: Arc::new(cfg),
         peers,
         certs,
-        auth,
         hosts,
         trust,
     })
