@@ -17,10 +17,12 @@
 pub mod admin;
 pub mod config;
 pub mod docs;
+pub mod endpoint;
 pub mod listen_check;
 pub mod migrate;
 pub mod observe;
 pub mod oci;
+pub mod pipeline;
 pub mod policy;
 pub mod proxy;
 pub mod rewrite;

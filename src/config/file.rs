@@ -22,6 +22,8 @@ pub struct FileConfig {
     pub log: Option<LogFile>,
     #[serde(default)]
     pub auth: Option<AuthFile>,
+    #[serde(default)]
+    pub policy: super::policy::PolicyFile,
 }
 
 #[derive(Debug, Deserialize)]
@@ -147,6 +149,17 @@ pub struct RepositoryFile {
     /// Accept that this repository's backend namespace holds another's.
     #[serde(default)]
     pub allow_overlap: bool,
+    /// Edge policies (`config/policy.rs`).
+    #[serde(default)]
+    pub read_only: bool,
+    pub read_only_reason: Option<String>,
+    #[serde(default)]
+    pub immutable_tags: Vec<String>,
+    #[serde(default)]
+    pub allow_networks: Vec<String>,
+    #[serde(default)]
+    pub push_networks: Vec<String>,
+    pub rate_limit: Option<super::policy::RateFile>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,6 +4,7 @@
 mod advice;
 mod file;
 pub mod overlap;
+pub mod policy;
 mod sso;
 mod validate;
 
@@ -39,6 +40,8 @@ pub struct Config {
     pub log: Log,
     /// None: passthrough mode (backends authenticate clients themselves).
     pub auth: Option<Auth>,
+    /// `[policy]`: read-only, networks, trusted proxies, rate limit.
+    pub policy: policy::GlobalPolicy,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,6 +221,8 @@ pub struct Repository {
     pub block_schema1_push: bool,
     pub block_schema1_pull: bool,
     pub acl: Acl,
+    /// Read-only, immutable tags, networks, rate limit.
+    pub policy: policy::RepoPolicy,
 }
 
 impl Repository {

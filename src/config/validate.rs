@@ -181,8 +181,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         Some(a) => Some(auth(&cx, a, &tls)?),
     };
 
+    let policy = policy::global(&raw.policy).map_err(|(k, m)| cx.err(k, m))?;
     Ok(Config {
         auth,
+        policy,
         path: path.to_path_buf(),
         server,
         tls,
@@ -525,6 +527,15 @@ fn repository(
             write: r.write.clone(),
             admin: r.admin.clone(),
         },
+        policy: policy::repository(&policy::RepoPolicyFile {
+            read_only: r.read_only,
+            read_only_reason: r.read_only_reason.as_deref(),
+            immutable_tags: &r.immutable_tags,
+            allow_networks: &r.allow_networks,
+            push_networks: &r.push_networks,
+            rate_limit: r.rate_limit,
+        })
+        .map_err(|(k, m)| cx.err(key(&k), m))?,
     })
 }
 

@@ -32,6 +32,8 @@ pub struct Record<'a> {
     pub duration_ms: f64,
     pub backend: &'a str,
     pub backend_status: Option<u16>,
+    /// The policy rule that refused the request, or empty.
+    pub refused_by: &'a str,
 }
 
 /// Lines are batched in a buffer: under load one `write(2)` carries many

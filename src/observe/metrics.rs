@@ -24,6 +24,8 @@ pub struct Metrics {
     pub backend_up: IntGaugeVec,
     pub schema1_refused: IntCounterVec,
     pub auth_failures: IntCounterVec,
+    /// Requests refused by an edge policy (network, read-only, immutable tag, rate limit).
+    pub policy_refused: IntCounterVec,
     pub cert_expiry: GaugeVec,
     pub open_connections: IntGauge,
 }
@@ -79,6 +81,11 @@ impl Metrics {
             "Failed authentications per repository.",
             &["repository"],
         )?;
+        let policy_refused = counter(
+            "dockgate_policy_refused_total",
+            "Requests refused by a policy, by repository and rule (network, rate_limit, read_only, immutable_tag, roles, schema1_push, schema1_pull, bad_manifest).",
+            &["repository", "rule"],
+        )?;
         let duration = HistogramVec::new(
             HistogramOpts::new(
                 "dockgate_request_duration_seconds",
@@ -133,6 +140,7 @@ impl Metrics {
             backend_up,
             schema1_refused,
             auth_failures,
+            policy_refused,
             cert_expiry,
             open_connections,
         })

@@ -1,20 +1,20 @@
 //! Per-request state shared between the proxy phases.
 
 use crate::config::Backend;
-use crate::observe::Operation;
-use crate::policy::schema1::Direction;
+use crate::endpoint::Notes;
+use crate::observe::metrics::UNKNOWN_REPO;
+use crate::pipeline::{Forward, Pace};
 use crate::rewrite::response::View;
 use crate::route::RepoTarget;
-use crate::state::{InFlight, Snapshot};
+use crate::state::{InFlight, Shared, Snapshot};
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Instant;
 
-#[derive(Default)]
 pub struct Ctx {
-    pub inflight: Option<InFlight>,
+    pub inflight: InFlight,
     /// The config snapshot this request runs under, start to end.
-    pub rt: Option<Arc<Snapshot>>,
+    pub rt: Arc<Snapshot>,
     pub client_host: String,
     pub target: Option<RepoTarget>,
     pub backend: Option<Arc<Backend>>,
@@ -24,23 +24,56 @@ pub struct Ctx {
     pub view: Option<View>,
     /// A backend answer replaced by this body (a refused schema1 pull).
     pub replace_body: Option<Bytes>,
-    pub refused: Option<Direction>,
     pub backend_status: Option<u16>,
     pub bytes_in: u64,
-    /// Metric/log labels, decided in request_filter.
-    pub operation: Option<Operation>,
-    pub repo_label: String,
-    /// The authenticated user, if any (never a credential).
-    pub user: Option<String>,
+    /// Metric and log labels, written by the pipeline.
+    pub notes: Notes,
     /// A bounded kind name for a backend failure.
     pub upstream_error: Option<&'static str>,
-    pub started: Option<Instant>,
+    pub started: Instant,
     /// Also the `X-Request-Id` sent back and passed to the backend.
     pub request_id: String,
-    /// The `[auth.workload]` whose token this request spent.
-    pub workload: Option<String>,
-    /// The user name of refused credentials, for the access log.
-    pub attempted_user: Option<String>,
     /// The status a failed request was answered (or would have been).
     pub failure_status: Option<u16>,
+    /// Pull bytes paced to a rate.
+    pub pace: Option<Pace>,
+    /// The client as limits and drains know it.
+    pub who: String,
+}
+
+impl Ctx {
+    pub fn new(shared: &Shared) -> Self {
+        Self {
+            inflight: InFlight::new(&shared.inflight),
+            rt: shared.snapshot(),
+            client_host: String::new(),
+            target: None,
+            backend: None,
+            upstream_uri: String::new(),
+            view: None,
+            replace_body: None,
+            backend_status: None,
+            bytes_in: 0,
+            notes: Notes {
+                repo_label: UNKNOWN_REPO.to_string(),
+                ..Notes::default()
+            },
+            upstream_error: None,
+            started: Instant::now(),
+            request_id: String::new(),
+            failure_status: None,
+            pace: None,
+            who: String::new(),
+        }
+    }
+
+    /// Remembers where a forwarded request goes.
+    pub fn forward_to(&mut self, f: &Forward) {
+        self.upstream_uri = f.upstream_uri.clone();
+        self.view = f.view.clone();
+        self.backend = Some(f.backend.clone());
+        self.target = f.target.clone();
+        self.pace = f.pace.clone();
+        self.who = f.who.clone();
+    }
 }

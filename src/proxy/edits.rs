@@ -32,13 +32,11 @@ pub fn upstream_request(
     }
     // With gateway auth the client's credentials are for dockgate, never
     // the backend's; backend credentials come from config.
-    if ctx.rt.as_ref().is_some_and(|r| r.auth.is_some()) {
+    if ctx.rt.auth.is_some() {
         up.remove_header("authorization");
     }
-    if let Some((user, pass)) = &b.credentials {
-        use base64::Engine;
-        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-        up.insert_header("Authorization", format!("Basic {basic}"))?;
+    if let Some((k, v)) = crate::upstream::credentials_header(&b) {
+        up.insert_header(k, v)?;
     }
     let prior = up
         .headers

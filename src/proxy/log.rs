@@ -5,6 +5,7 @@ use crate::observe::access_log::Record;
 use crate::observe::audit;
 use crate::observe::operation::method_label;
 use crate::observe::Operation;
+use crate::policy::Rule;
 use crate::state::Shared;
 use pingora::proxy::Session;
 use time::format_description::well_known::Rfc3339;
@@ -16,10 +17,10 @@ pub fn record(shared: &Shared, s: &Session, ctx: &Ctx) {
         Some(r) if !r.status.is_informational() => r.status.as_u16(),
         _ => ctx.failure_status.unwrap_or(0),
     };
-    let op = ctx.operation.unwrap_or(Operation::Other);
-    let repo = ctx.repo_label.as_str();
+    let op = ctx.notes.operation.unwrap_or(Operation::Other);
+    let repo = ctx.notes.repo_label.as_str();
     let method = s.req_header().method.clone();
-    let elapsed = ctx.started.map(|t| t.elapsed()).unwrap_or_default();
+    let elapsed = ctx.started.elapsed();
     let bytes_out = s.body_bytes_sent() as u64;
     let code = status.to_string();
     m.requests
@@ -35,10 +36,18 @@ pub fn record(shared: &Shared, s: &Session, ctx: &Ctx) {
         (Operation::ManifestPut, 201) => m.pushes.with_label_values(&[repo]).inc(),
         _ => {}
     }
-    if let Some(dir) = ctx.refused {
-        m.schema1_refused
-            .with_label_values(&[repo, dir.as_str()])
+    let schema1 = match ctx.notes.refused {
+        Some(Rule::Schema1Push) => Some("push"),
+        Some(Rule::Schema1Pull) => Some("pull"),
+        _ => None,
+    };
+    if let Some(rule) = ctx.notes.refused {
+        m.policy_refused
+            .with_label_values(&[repo, rule.as_str()])
             .inc();
+    }
+    if let Some(dir) = schema1 {
+        m.schema1_refused.with_label_values(&[repo, dir]).inc();
     }
     let backend = ctx.backend.as_ref().map(|b| b.name.as_str()).unwrap_or("");
     if let Some(kind) = ctx.upstream_error {
@@ -58,8 +67,9 @@ pub fn record(shared: &Shared, s: &Session, ctx: &Ctx) {
     };
     // Who tried, when credentials were refused: a token POST names the
     // user in its form; Basic carries it in the header.
-    let attempted = match (&ctx.user, status) {
+    let attempted = match (&ctx.notes.user, status) {
         (None, 401 | 429) => ctx
+            .notes
             .attempted_user
             .clone()
             .or_else(|| audit::basic_user(header(http::header::AUTHORIZATION))),
@@ -74,9 +84,9 @@ pub fn record(shared: &Shared, s: &Session, ctx: &Ctx) {
                 .unwrap_or_default(),
             request_id: &ctx.request_id,
             client: s.client_addr().map(|a| a.to_string()).unwrap_or_default(),
-            user: ctx.user.as_deref().unwrap_or(""),
+            user: ctx.notes.user.as_deref().unwrap_or(""),
             attempted_user: attempted.as_deref().unwrap_or(""),
-            workload: ctx.workload.as_deref().unwrap_or(""),
+            workload: ctx.notes.workload.as_deref().unwrap_or(""),
             user_agent: header(http::header::USER_AGENT),
             repository: repo,
             image,
@@ -89,6 +99,7 @@ pub fn record(shared: &Shared, s: &Session, ctx: &Ctx) {
             duration_ms: (elapsed.as_secs_f64() * 1e6).round() / 1e3,
             backend,
             backend_status: ctx.backend_status,
+            refused_by: ctx.notes.refused.map_or("", |r| r.as_str()),
         },
         alone,
     );

@@ -1,12 +1,17 @@
-//! Manifest PUTs: the body (≤ 4 MiB) is read whole, classified and checked
+//! Bodies dockgate reads itself. Manifest PUTs: the body (≤ 4 MiB) is read whole, classified and checked
 //! before anything reaches the backend, then sent by dockgate itself. A
 //! refused push therefore leaves nothing on the backend, and bodies above
-//! pingora's 64 KiB replay buffer are forwarded intact.
+//! pingora's 64 KiB replay buffer are forwarded intact. Also the small
+//! bodies own endpoints take.
 
 use super::{edits, respond, transport, Ctx, Gateway};
+use crate::endpoint::SMALL_BODY;
 use crate::oci::manifest::MAX_MANIFEST_BYTES;
+use crate::oci::{ErrorCode, RegistryError};
+use crate::pipeline;
 use crate::policy::schema1;
 use bytes::{Bytes, BytesMut};
+use http::StatusCode;
 use pingora::proxy::Session;
 use pingora::Result;
 
@@ -16,7 +21,7 @@ const ANSWER_LIMIT: usize = 1 << 20;
 impl Gateway {
     /// Handles the whole manifest PUT; always answers the client.
     pub(super) async fn manifest_put(&self, s: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        let Some(repo) = ctx.target.as_ref().map(|t| t.repo.clone()) else {
+        let Some(t) = ctx.target.clone() else {
             return Ok(false);
         };
         let declared = s
@@ -29,11 +34,7 @@ impl Gateway {
             respond::error(s, &schema1::too_large(len)).await?;
             return Ok(true);
         }
-        let within = ctx
-            .rt
-            .as_ref()
-            .map(|r| r.cfg.server.limits.body_timeout)
-            .unwrap_or_default();
+        let within = ctx.rt.cfg.server.limits.body_timeout;
         let mut buf = BytesMut::new();
         while let Some(chunk) = transport::read_body(s, within).await? {
             if buf.len() + chunk.len() > MAX_MANIFEST_BYTES {
@@ -44,21 +45,41 @@ impl Gateway {
             buf.extend_from_slice(&chunk);
         }
         let body = buf.freeze();
-        let ct = s
-            .req_header()
+        let head = s.req_header();
+        let ct = head
             .headers
             .get("content-type")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        if let Err(e) = schema1::check_push(&repo, ct.as_deref(), &body) {
-            if e.code == crate::oci::ErrorCode::Denied {
-                ctx.refused = Some(schema1::Direction::Push);
-            }
-            tracing::info!(repository = %repo.key, reason = %e.message, "manifest push refused");
-            respond::error(s, &e).await?;
+        let method = head.method.clone();
+        let env = self.env(ctx);
+        let refusal = pipeline::on_manifest(&env, &method, &t, ct.as_deref(), &body).await;
+        if let Some(r) = refusal {
+            ctx.notes.refused = Some(r.rule);
+            tracing::info!(repository = %t.repo.key, reason = %r.error.message, "manifest push refused");
+            respond::error(s, &r.error).await?;
             return Ok(true);
         }
         self.forward_held(s, ctx, body).await
+    }
+
+    /// Reads a small body for an own endpoint; None when it was too large
+    /// and a 413 was sent.
+    pub(super) async fn read_small_body(&self, s: &mut Session) -> Result<Option<Bytes>> {
+        let mut buf = BytesMut::new();
+        while let Some(chunk) = s.read_request_body().await? {
+            if buf.len() + chunk.len() > SMALL_BODY {
+                let e = RegistryError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    ErrorCode::SizeInvalid,
+                    format!("body larger than {SMALL_BODY} bytes"),
+                );
+                respond::error(s, &e).await?;
+                return Ok(None);
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(Some(buf.freeze()))
     }
 
     pub(super) async fn forward_held(
@@ -67,9 +88,10 @@ impl Gateway {
         ctx: &mut Ctx,
         body: Bytes,
     ) -> Result<bool> {
-        let (Some(rt), Some(b)) = (ctx.rt.clone(), ctx.backend.clone()) else {
+        let Some(b) = ctx.backend.clone() else {
             return Ok(false);
         };
+        let rt = ctx.rt.clone();
         let mut up = s.req_header().clone();
         let client_ip = s.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         edits::upstream_request(&mut up, ctx, self.addr.port(), client_ip)?;

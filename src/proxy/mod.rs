@@ -1,31 +1,25 @@
-//! The pingora glue: one `ProxyHttp` impl whose phases call the pure
-//! modules (route, rewrite, policy) and apply what they return.
+//! The pingora glue: one `ProxyHttp` impl. Each phase takes facts from
+//! the session, asks the pure pipeline (`crate::pipeline`) for a step, and
+//! applies it: forward, or answer locally. No decisions are made here.
 
-mod aql;
-mod auth;
-mod catalog;
 pub mod conn;
 mod ctx;
 mod edits;
 mod log;
 mod manifest;
-mod realm;
 pub mod respond;
-mod sso;
 mod transport;
 
 pub use crate::state::{Shared, Snapshot};
 pub use ctx::Ctx;
 
 use crate::config::ListenMethod;
-use crate::observe::metrics::{NO_REPO, UNKNOWN_REPO};
-use crate::observe::{request_id, Operation};
-use crate::oci::{Endpoint, RegistryError};
-use crate::policy::auth::{acl::Action, Decision};
-use crate::rewrite::{request, response::View, REALM_PREFIX};
-use crate::route::{self, host::HostNames, Routed};
+use crate::endpoint::{Env, Request};
+use crate::observe::request_id;
+use crate::pipeline::{self, Body, Step};
 use async_trait::async_trait;
 use bytes::Bytes;
+use http::header::WWW_AUTHENTICATE;
 use http::StatusCode;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -45,6 +39,13 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    fn env<'a>(&'a self, ctx: &'a Ctx) -> Env<'a> {
+        Env {
+            rt: &ctx.rt,
+            shared: &self.shared,
+        }
+    }
+
     fn client_host(&self, s: &Session) -> String {
         let req = s.req_header();
         req.uri
@@ -60,62 +61,45 @@ impl Gateway {
             .unwrap_or_else(|| self.addr.to_string())
     }
 
-    /// A repository request: remember where it goes and how to map back.
-    fn prepare(&self, s: &Session, ctx: &mut Ctx, t: route::RepoTarget, method: &ListenMethod) {
-        let (Some(rt), host) = (ctx.rt.clone(), ctx.client_host.clone()) else {
-            return;
+    /// The pipeline's step for this request.
+    async fn step(&self, s: &mut Session, ctx: &mut Ctx) -> Result<Option<Step>> {
+        let body = if pipeline::wants_body(&self.env(ctx), s.req_header()) {
+            match self.read_small_body(s).await? {
+                Some(b) => Some(b),
+                None => return Ok(None),
+            }
+        } else {
+            None
         };
-        let names = |n: &str| {
-            route::backend_name_of(&rt.cfg, method, Some(&host), n).map(|(r, b)| (r.key.clone(), b))
+        let peer = s.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        let req = Request {
+            head: s.req_header(),
+            client_host: ctx.client_host.clone(),
+            client_ip: pipeline::client_ip(&self.env(ctx), peer, s.req_header()),
+            listen: ctx.rt.method_of(self.addr, &self.method),
+            body,
         };
-        let query = request::upstream_query(
-            s.req_header().uri.query(),
-            t.endpoint.as_ref(),
-            &t.repo.key,
-            &names,
-        );
-        ctx.upstream_uri = match query {
-            Some(q) => format!("{}?{q}", t.backend_path),
-            None => t.backend_path.clone(),
-        };
-        let b = &t.repo.backend;
-        ctx.view = Some(View::new(&host, &t.repo, method));
-        ctx.backend = Some(b.clone());
-        ctx.target = Some(t);
+        let mut notes = std::mem::take(&mut ctx.notes);
+        let step = pipeline::run(&self.env(ctx), &req, &mut notes).await;
+        ctx.notes = notes;
+        Ok(Some(step))
     }
 
-    /// Passthrough mode: when the backend behind this listener (on a path
-    /// listener: any backend) wants credentials, `GET /v2/` goes there, so
-    /// clients see its challenge and send credentials. Otherwise dockgate
-    /// answers it, and stays up when a backend is down.
-    fn prepare_ping(&self, ctx: &mut Ctx, method: &ListenMethod) -> bool {
-        let Some(rt) = ctx.rt.clone() else {
-            return false;
+    /// Applies a step: Ok(true) when answered here.
+    async fn apply(&self, s: &mut Session, ctx: &mut Ctx, step: Step) -> Result<bool> {
+        let f = match step {
+            Step::Respond(l) => return respond::local(s, &l).await.map(|_| true),
+            Step::Forward(f) => f,
         };
-        let wants = self
-            .shared
-            .auth_required
-            .lock()
-            .map(|s| s.clone())
-            .unwrap_or_default();
-        let repo = match route::listener_repo(&rt.cfg, method, Some(&ctx.client_host)) {
-            Ok(Some(r)) if wants.contains(&r.backend.name) => r,
-            Ok(None) => match rt
-                .cfg
-                .repositories
-                .values()
-                .find(|r| wants.contains(&r.backend.name))
-            {
-                Some(r) => r.clone(),
-                None => return false,
-            },
-            _ => return false,
-        };
-        let b = repo.backend.clone();
-        ctx.upstream_uri = format!("{}/", b.v2_prefix_for(&repo.key));
-        ctx.view = Some(View::new(&ctx.client_host, &repo, method));
-        ctx.backend = Some(b);
-        true
+        ctx.forward_to(&f);
+        for (k, v) in &f.set_headers {
+            s.req_header_mut().insert_header(*k, v.as_str())?;
+        }
+        match f.body {
+            Body::Stream => Ok(false),
+            Body::Held(b) => self.forward_held(s, ctx, b).await,
+            Body::Manifest => self.manifest_put(s, ctx).await,
+        }
     }
 }
 
@@ -124,17 +108,11 @@ impl ProxyHttp for Gateway {
     type CTX = Ctx;
 
     fn new_ctx(&self) -> Ctx {
-        Ctx {
-            inflight: Some(crate::state::InFlight::new(&self.shared.inflight)),
-            started: Some(std::time::Instant::now()),
-            repo_label: UNKNOWN_REPO.to_string(),
-            ..Ctx::default()
-        }
+        Ctx::new(&self.shared)
     }
 
-    async fn early_request_filter(&self, s: &mut Session, _ctx: &mut Ctx) -> Result<()> {
-        let limits = self.shared.snapshot().cfg.server.limits;
-        transport::on_request(&self.connections, s, &limits);
+    async fn early_request_filter(&self, s: &mut Session, ctx: &mut Ctx) -> Result<()> {
+        transport::on_request(&self.connections, s, &ctx.rt.cfg.server.limits);
         Ok(())
     }
 
@@ -142,139 +120,15 @@ impl ProxyHttp for Gateway {
         if transport::stream_gone(s) {
             return Err(transport::gone());
         }
-        let rt = self.shared.snapshot();
-        ctx.rt = Some(rt.clone());
         // In the request head, so proxied requests carry it to the backend
         // and dockgate's own answers (respond.rs) echo it.
         ctx.request_id = request_id::next();
         s.req_header_mut()
             .insert_header(request_id::HEADER, ctx.request_id.as_str())?;
         ctx.client_host = self.client_host(s);
-        let method = rt.method_of(self.addr, &self.method);
-        let path = s.req_header().uri.path().to_string();
-        if let Some(e) = oversized(s.req_header()) {
-            return respond::error(s, &e).await.map(|_| true);
-        }
-        if let Some(e) = misdirected(s.req_header(), &rt.hosts) {
-            return respond::error(s, &e).await.map(|_| true);
-        }
-        if let Some(rest) = path.strip_prefix(REALM_PREFIX) {
-            ctx.operation = Some(Operation::Token);
-            ctx.repo_label = NO_REPO.to_string();
-            let rest = rest.to_string();
-            return self.realm(s, ctx, &rest, &method).await;
-        }
-        if let Some(done) = self.own_endpoint(s, ctx, &path, &method).await? {
-            return Ok(done);
-        }
-        let routed = match route::route(&rt.cfg, &method, Some(&ctx.client_host), &path) {
-            Ok(Some(r)) => r,
-            Err(e) => return respond::error(s, &e).await.map(|_| true),
-            Ok(None) => {
-                let e = RegistryError::unsupported(format!(
-                    "{path}: dockgate serves the registry API under /v2/"
-                ));
-                return respond::error(s, &e).await.map(|_| true);
-            }
-        };
-        if let Routed::Repo(t) = &routed {
-            ctx.repo_label = t.repo.key.clone();
-        }
-        let principal = match self.principal(s, ctx).await {
-            Ok(p) => p,
-            Err(f) => return self.refuse_credentials(s, ctx, f).await,
-        };
-        ctx.user = principal.user().map(str::to_string);
-        let auth = rt.auth.clone();
-        match routed {
-            Routed::Ping => {
-                ctx.operation = Some(Operation::Ping);
-                ctx.repo_label = NO_REPO.to_string();
-                if auth.is_some() && principal.user().is_none() {
-                    return self.challenge_ping(s, ctx).await;
-                }
-                if auth.is_none() && self.prepare_ping(ctx, &method) {
-                    return Ok(false);
-                }
-                respond::json(s, 200, &[], b"{}".to_vec())
-                    .await
-                    .map(|_| true)
-            }
-            Routed::Catalog {
-                mut repos,
-                with_key,
-            } => {
-                ctx.operation = Some(Operation::Catalog);
-                ctx.repo_label = NO_REPO.to_string();
-                if let Some(a) = &auth {
-                    repos.retain(|r| {
-                        crate::policy::auth::acl::may(
-                            &a.cfg,
-                            &r.acl,
-                            principal.user(),
-                            Action::Pull,
-                        )
-                    });
-                    if repos.is_empty() && principal.user().is_none() {
-                        return self.challenge_ping(s, ctx).await;
-                    }
-                }
-                let query = s.req_header().uri.query().map(str::to_string);
-                // Names inside a narrower repository's namespace need its roles too.
-                let user = principal.user().map(str::to_string);
-                let auth_cfg = auth.as_ref().map(|a| a.cfg.clone());
-                let cfg = rt.cfg.clone();
-                let visible = move |r: &Arc<crate::config::Repository>, image: &str| {
-                    auth_cfg.as_ref().is_none_or(|c| {
-                        let t = route::auth_target(&cfg, r.clone(), image);
-                        crate::policy::auth::may_on(c, &t, user.as_deref(), Action::Pull)
-                    })
-                };
-                let answer = catalog::serve(
-                    &self.shared,
-                    &rt,
-                    &repos,
-                    with_key,
-                    query.as_deref(),
-                    &visible,
-                )
-                .await;
-                match answer {
-                    Ok(a) => respond::json(s, 200, &a.headers, a.body).await?,
-                    Err(e) => respond::error(s, &e).await?,
-                }
-                Ok(true)
-            }
-            Routed::Repo(t) => {
-                let req_method = s.req_header().method.clone();
-                ctx.operation = Some(Operation::of(
-                    &req_method,
-                    t.endpoint.as_ref(),
-                    s.req_header().uri.query(),
-                ));
-                if let Some(a) = &auth {
-                    let action = Action::for_method(&req_method);
-                    let target = route::auth_target(&rt.cfg, t.repo.clone(), &t.image);
-                    let decision = a.decide(&principal, &target, action);
-                    if decision != Decision::Allow {
-                        let name = if t.image.is_empty() {
-                            t.repo.key.clone()
-                        } else {
-                            route::client_name(&method, &t.repo, &t.image)
-                        };
-                        return self
-                            .refuse_access(s, ctx, &principal, &name, action, decision)
-                            .await;
-                    }
-                }
-                let manifest_put = matches!(t.endpoint, Some(Endpoint::Manifest(_)))
-                    && req_method == http::Method::PUT;
-                self.prepare(s, ctx, t, &method);
-                if manifest_put {
-                    return self.manifest_put(s, ctx).await;
-                }
-                Ok(false)
-            }
+        match self.step(s, ctx).await? {
+            Some(step) => self.apply(s, ctx, step).await,
+            None => Ok(true),
         }
     }
 
@@ -283,9 +137,9 @@ impl ProxyHttp for Gateway {
         if transport::stream_gone(s) {
             return Err(transport::gone());
         }
-        match (&ctx.rt, &ctx.backend) {
-            (Some(rt), Some(b)) => Ok(Box::new(rt.peers.peer(b))),
-            _ => Error::e_explain(ErrorType::InternalError, "no backend chosen"),
+        match &ctx.backend {
+            Some(b) => Ok(Box::new(ctx.rt.peers.peer(b))),
+            None => Error::e_explain(ErrorType::InternalError, "no backend chosen"),
         }
     }
 
@@ -317,14 +171,18 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_response_filter(
         &self,
-        _s: &mut Session,
+        s: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
         ctx.backend_status = Some(resp.status.as_u16());
         self.learn_realms(resp, ctx);
+        if let Some(t) = &ctx.target {
+            let loc = resp.headers.get("location").and_then(|v| v.to_str().ok());
+            pipeline::learn(&self.env(ctx), t, &ctx.who, resp.status.as_u16(), loc);
+        }
         edits::downstream_response(resp, ctx)?;
-        self.check_pull(resp, ctx)
+        self.check_answer(s, resp, ctx)
     }
 
     fn response_body_filter(
@@ -336,15 +194,24 @@ impl ProxyHttp for Gateway {
     ) -> Result<Option<Duration>> {
         if let Some(replacement) = &ctx.replace_body {
             *body = if eos { Some(replacement.clone()) } else { None };
+            return Ok(None);
         }
-        Ok(None)
+        // Returning a delay is pingora's way to pace a response body.
+        let (Some(p), Some(b)) = (&ctx.pace, body.as_ref()) else {
+            return Ok(None);
+        };
+        let l = &self.shared.edge.limiter;
+        Ok(l.pulled(
+            &p.key,
+            b.len(),
+            p.bytes_per_second,
+            std::time::Instant::now(),
+        ))
     }
 
     async fn logging(&self, s: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
         log::record(&self.shared, s, ctx);
-        if let Some(rt) = &ctx.rt {
-            transport::on_done(&self.connections, s, &rt.cfg.server.limits);
-        }
+        transport::on_done(&self.connections, s, &ctx.rt.cfg.server.limits);
     }
 
     async fn fail_to_proxy(&self, s: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
@@ -374,69 +241,38 @@ impl ProxyHttp for Gateway {
     }
 }
 
-/// Registry requests carry small headers; refuse big ones in the registry
-/// format (pingora itself answers a bare 400 only above 1 MiB).
-const MAX_REQUEST_HEAD: usize = 64 << 10;
-
-fn oversized(req: &RequestHeader) -> Option<RegistryError> {
-    let size: usize = req.uri.path_and_query().map_or(0, |p| p.as_str().len())
-        + req
-            .headers
-            .iter()
-            .map(|(k, v)| k.as_str().len() + v.len() + 4)
-            .sum::<usize>();
-    (size > MAX_REQUEST_HEAD).then(|| {
-        RegistryError::new(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            crate::oci::ErrorCode::Unsupported,
-            format!(
-                "request line and headers of {size} bytes exceed the {MAX_REQUEST_HEAD} byte limit"
-            ),
-        )
-    })
-}
-
-/// 421 for a `Host` or `:authority` that is not one of dockgate's names:
-/// absolute URLs are built from it, so it must never be the client's
-/// choice. 421 (not 400) says "not this server", which clients and h2
-/// connection reuse understand.
-fn misdirected(req: &RequestHeader, hosts: &HostNames) -> Option<RegistryError> {
-    let authority = req.uri.authority().map(|a| a.as_str().to_string());
-    let header = req
-        .headers
-        .get_all("host")
-        .iter()
-        .map(|h| h.to_str().unwrap_or("\u{0}").to_string());
-    let bad = authority
-        .into_iter()
-        .chain(header)
-        .find(|h| !hosts.allows(h))?;
-    let shown: String = bad.chars().take(100).collect();
-    Some(RegistryError::new(
-        StatusCode::MISDIRECTED_REQUEST,
-        crate::oci::ErrorCode::Denied,
-        format!("host {shown:?} is not served here; use a name of this gateway's certificate or [server] public_hosts"),
-    ))
-}
-
 impl Gateway {
-    /// A schema1 manifest answered from a `block_schema1_pull` repository
-    /// becomes a refusal; the backend body is swallowed.
-    fn check_pull(&self, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
-        let Some(t) = &ctx.target else { return Ok(()) };
-        if !matches!(t.endpoint, Some(Endpoint::Manifest(_))) || resp.status != StatusCode::OK {
-            return Ok(());
+    /// Remembers the realm paths a backend's 401 advertised.
+    fn learn_realms(&self, resp: &ResponseHeader, ctx: &Ctx) {
+        let (Some(view), Some(b)) = (&ctx.view, &ctx.backend) else {
+            return;
+        };
+        if resp.status != StatusCode::UNAUTHORIZED {
+            return;
         }
+        for v in resp.headers.get_all(WWW_AUTHENTICATE) {
+            if let Some(p) = v.to_str().ok().and_then(|v| view.backend_realm(v)) {
+                self.shared.realms.learn(&b.name, p);
+            }
+        }
+    }
+
+    /// Asks the pipeline about the backend's answer; a refusal replaces
+    /// it (the backend body is swallowed).
+    fn check_answer(&self, s: &Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+        let Some(t) = &ctx.target else { return Ok(()) };
         let ct = resp
             .headers
             .get("content-type")
             .and_then(|v| v.to_str().ok());
-        let Err(e) = crate::policy::schema1::check_pull(&t.repo, ct) else {
+        let env = self.env(ctx);
+        let method = &s.req_header().method;
+        let Some(r) = pipeline::on_answer(&env, method, t, resp.status.as_u16(), ct) else {
             return Ok(());
         };
-        tracing::info!(repository = %t.repo.key, "schema1 pull refused");
-        let body = Bytes::from(e.body());
-        resp.set_status(e.status)?;
+        tracing::info!(repository = %t.repo.key, rule = r.rule.as_str(), "answer refused");
+        let body = Bytes::from(r.error.body());
+        resp.set_status(r.error.status)?;
         for h in [
             "content-type",
             "content-length",
@@ -449,7 +285,7 @@ impl Gateway {
         resp.insert_header("Content-Type", "application/json")?;
         resp.insert_header("Content-Length", body.len().to_string())?;
         ctx.replace_body = Some(body);
-        ctx.refused = Some(crate::policy::schema1::Direction::Pull);
+        ctx.notes.refused = Some(r.rule);
         Ok(())
     }
 }

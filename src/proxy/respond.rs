@@ -78,3 +78,8 @@ pub async fn error_with(
 ) -> Result<()> {
     json(s, e.status.as_u16(), headers, e.body()).await
 }
+
+/// An answer the pipeline decided on.
+pub async fn local(s: &mut Session, l: &crate::pipeline::Local) -> Result<()> {
+    send(s, l.status.as_u16(), &l.headers, l.body.clone()).await
+}

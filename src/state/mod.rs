@@ -78,6 +78,9 @@ pub struct Shared {
     /// Token realm paths each backend advertised (the realm route's targets).
     pub realms: crate::rewrite::realm::Realms,
     kept: Kept,
+    /// Edge-policy state: rate buckets, read-only switch times, open
+    /// uploads. Per instance (not in the shared store yet).
+    pub edge: crate::policy::EdgeState,
     /// A store shared between instances; None: files, per snapshot.
     shared_store: Option<Arc<dyn StateStore>>,
 }
@@ -170,6 +173,7 @@ impl Shared {
             auth_required: Mutex::new(HashSet::new()),
             realms: Default::default(),
             kept,
+            edge: Default::default(),
             shared_store: None,
         }))
     }

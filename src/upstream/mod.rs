@@ -95,6 +95,14 @@ pub const HOP_BY_HOP: [&str; 7] = [
     "transfer-encoding",
 ];
 
+/// `Authorization` for the credentials dockgate uses toward `b`, if any.
+pub fn credentials_header(b: &Backend) -> Option<(&'static str, String)> {
+    use base64::Engine;
+    let (user, pass) = b.credentials.as_ref()?;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+    Some(("Authorization", format!("Basic {basic}")))
+}
+
 /// A small buffered GET for dockgate's own calls (catalog, health checks).
 pub async fn get(
     connector: &Connector,

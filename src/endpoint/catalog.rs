@@ -1,13 +1,50 @@
 //! `/v2/_catalog` across repositories: each backend's catalog is read in
 //! full (following its Link pages), filtered to the repository's name
-//! prefix, named as the client sees it, merged and paged here.
+//! prefix, named as the client sees it, merged and paged here. Only names
+//! the principal may pull are listed.
 
+use super::credentials;
+use super::{Env, Request};
 use crate::config::Repository;
 use crate::oci::{catalog, ErrorCode, RegistryError};
+use crate::pipeline::{Local, Step};
+use crate::policy::auth::{acl, acl::Action, Principal};
+use crate::route;
 use crate::state::{Shared, Snapshot};
 use http::StatusCode;
 use std::collections::HashMap;
 use std::sync::Arc;
+
+/// `GET /v2/_catalog` over `repos`.
+pub async fn handle(
+    env: &Env<'_>,
+    req: &Request<'_>,
+    p: &Principal,
+    mut repos: Vec<Arc<Repository>>,
+    with_key: bool,
+) -> Step {
+    let rt = env.rt;
+    let auth = rt.auth.as_ref().map(|a| a.cfg.clone());
+    if let Some(a) = &auth {
+        repos.retain(|r| acl::may(a, &r.acl, p.user(), Action::Pull));
+        if repos.is_empty() && p.user().is_none() {
+            return Step::Respond(credentials::challenge_ping(env, req));
+        }
+    }
+    // Names inside a narrower repository's namespace need its roles too.
+    let user = p.user().map(str::to_string);
+    let cfg = rt.cfg.clone();
+    let visible = move |r: &Arc<Repository>, image: &str| {
+        auth.as_ref().is_none_or(|c| {
+            let t = route::auth_target(&cfg, r.clone(), image);
+            crate::policy::auth::may_on(c, &t, user.as_deref(), Action::Pull)
+        })
+    };
+    match serve(env.shared, rt, &repos, with_key, req.query(), &visible).await {
+        Ok(a) => Step::Respond(Local::json(StatusCode::OK, a.headers, a.body)),
+        Err(e) => Step::error(e),
+    }
+}
 
 /// Hard stop on how much of a backend catalog dockgate will walk.
 const MAX_PAGES: usize = 1000;
