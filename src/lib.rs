@@ -29,6 +29,7 @@ pub mod proxy;
 pub mod rewrite;
 pub mod route;
 pub mod server;
+pub mod sso;
 pub mod state;
 pub mod tls;
 pub mod upstream;

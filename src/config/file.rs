@@ -66,6 +66,10 @@ pub struct AuthFile {
     pub max_failures: Option<u32>,
     pub lockout_seconds: Option<u64>,
     pub max_users_per_address: Option<u32>,
+    #[serde(default)]
+    pub sso: BTreeMap<String, super::sso::SsoFile>,
+    #[serde(default)]
+    pub workload: BTreeMap<String, super::sso::WorkloadFile>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -5,9 +5,11 @@ mod advice;
 mod file;
 pub mod overlap;
 pub mod policy;
+mod sso;
 mod validate;
 
 pub use advice::warnings;
+pub use sso::{ClaimRule, JwksSource, ProviderKind, SsoProvider, Workload};
 pub use validate::{load, parse};
 
 use std::collections::BTreeMap;
@@ -71,6 +73,13 @@ pub struct Auth {
     pub lockout: Duration,
     /// Distinct failing users from one address before it is locked.
     pub max_users_per_address: u32,
+    /// `[auth.sso.<name>]` sign-in providers.
+    pub sso: Vec<SsoProvider>,
+    /// `[auth.workload.<name>]` CI identity token issuers.
+    pub workloads: Vec<Workload>,
+    /// Groups users have from outside the config (single sign-on); shared
+    /// by every reload's copy, filled at runtime.
+    pub memberships: crate::policy::auth::memberships::Memberships,
 }
 
 /// Who may do what in one repository. Entries are user or group names.
