@@ -15,6 +15,7 @@ APT_PACKAGES=(
   python3 python3-pip python3-cryptography   # hand-signed schema1 manifests (ES256)
   protobuf-compiler               # protoc: the etcd client's gRPC code is generated at build time
   etcd-server etcd-client haproxy # [cluster] tests: a real etcd cluster behind HAProxy
+  nodejs                          # the SSO tests' OpenID provider (oidc-provider)
 )
 PIP_PACKAGES=(oras pytest requests h2 sslyze)
 
@@ -37,4 +38,15 @@ if ((${#py_missing[@]})); then
   echo "==> pip install ${py_missing[*]}"
   python3 -m pip install -q --root-user-action=ignore "${py_missing[@]}" 2>/dev/null \
     || python3 -m pip install -q --break-system-packages "${py_missing[@]}"
+fi
+
+# The SSO tests' real OpenID provider (npm oidc-provider), project-local, never global.
+# Debian's nodejs comes without npm; other builds of nodejs bundle it (and conflict with it).
+if ! command -v npm >/dev/null; then
+  apt-get install -y -q --no-install-recommends npm
+fi
+oidc_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/integration/oidc"
+if [[ ! -d "$oidc_dir/node_modules/oidc-provider" ]]; then
+  echo "==> npm ci (tests/integration/oidc)"
+  (cd "$oidc_dir" && npm ci --no-audit --no-fund --loglevel=error)
 fi

@@ -32,6 +32,7 @@ pub struct Metrics {
     pub cluster_connected: IntGauge,
     /// `[cluster]`: seconds since etcd last answered (0 while connected).
     pub cluster_state_age: prometheus::Gauge,
+    pub cache: crate::cache::CacheMetrics,
 }
 
 impl Metrics {
@@ -127,12 +128,10 @@ impl Metrics {
             "dockgate_cluster_connected",
             "1 while the cluster store (etcd) answers; 0 while serving the last state seen.",
         )?;
-        registry.register(Box::new(cluster_connected.clone()))?;
         let cluster_state_age = prometheus::Gauge::new(
             "dockgate_cluster_state_age_seconds",
             "Seconds since the cluster store last answered (0 while connected).",
         )?;
-        registry.register(Box::new(cluster_state_age.clone()))?;
         let build = IntGaugeVec::new(
             Opts::new("dockgate_build_info", "dockgate's version; always 1."),
             &["version"],
@@ -142,7 +141,9 @@ impl Metrics {
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
+        let cache = crate::cache::CacheMetrics::new(&registry)?;
         Ok(Self {
+            cache,
             registry,
             requests,
             duration,
@@ -160,6 +161,15 @@ impl Metrics {
             cluster_connected,
             cluster_state_age,
         })
+    }
+
+    /// Exports the `[cluster]` gauges (only then: a single instance has no
+    /// cluster to be disconnected from).
+    pub fn register_cluster(&self) -> Result<(), prometheus::Error> {
+        self.registry
+            .register(Box::new(self.cluster_connected.clone()))?;
+        self.registry
+            .register(Box::new(self.cluster_state_age.clone()))
     }
 
     /// The text exposition format.

@@ -90,6 +90,8 @@ pub struct Shared {
     shared_store: Option<Arc<dyn StateStore>>,
     /// The same store, when it is etcd.
     cluster: Option<Arc<etcd::EtcdStore>>,
+    /// `[cache]`, opened at start (a reload does not move it).
+    pub cache: std::sync::OnceLock<Arc<crate::cache::Cache>>,
 }
 
 /// Counts a request as in flight for as long as it lives.
@@ -180,6 +182,9 @@ impl Shared {
                     .as_ref()
                     .map(|a| FileStore::seed(&a.state_dir))
                     .unwrap_or_default();
+                if let Err(e) = metrics.register_cluster() {
+                    tracing::warn!(error = %e, "cluster metrics not exported");
+                }
                 let store = etcd::EtcdStore::start(
                     c,
                     seed,
@@ -206,6 +211,7 @@ impl Shared {
             kept,
             edge: Default::default(),
             shared_store,
+            cache: std::sync::OnceLock::new(),
             cluster,
         });
         if let Some(c) = &shared.cluster {
