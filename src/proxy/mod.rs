@@ -2,6 +2,7 @@
 //! the session, asks the pure pipeline (`crate::pipeline`) for a step, and
 //! applies it: forward, or answer locally. No decisions are made here.
 
+mod cache;
 pub mod conn;
 mod ctx;
 mod edits;
@@ -97,7 +98,7 @@ impl Gateway {
             s.req_header_mut().insert_header(*k, v.as_str())?;
         }
         match f.body {
-            Body::Stream => Ok(false),
+            Body::Stream => cache::serve(self, s, ctx).await,
             Body::Held(b) => self.forward_held(s, ctx, b).await,
             Body::Manifest => self.manifest_put(s, ctx).await,
         }
