@@ -181,6 +181,11 @@ pub fn serve(path: &Path) -> Result<(), String> {
             connections: connections.clone(),
         };
         let mut svc = proxy_service(&server, gw, &cfg.server.limits, l.address);
+        // PROXY protocol v2, before TLS, from [policy] trusted_proxies only.
+        svc.endpoints()
+            .set_pre_tls_callback(Arc::new(crate::proxy::proxy_v2::ProxyV2 {
+                shared: shared.clone(),
+            }));
         let mut tls = TlsSettings::intermediate("", "").map_err(|e| e.to_string())?;
         tls.set_cert_resolver(store.clone());
         tls.enable_h2();

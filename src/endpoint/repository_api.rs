@@ -85,6 +85,13 @@ pub async fn handle(env: &Env<'_>, req: &Request<'_>, notes: &mut Notes, key: &s
         Ok(e) => e,
         Err(e) => return Step::error(e),
     };
+    if let Err(e) = remember_reason(env, key, &body, &edits).await {
+        return Step::error(RegistryError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            e.to_string(),
+        ));
+    }
     match env.shared.apply_edit(key, &edits).await {
         Ok(now) => {
             tracing::info!(repository = %key, user = %principal.user().unwrap_or(""), edits = ?edits, "repository settings changed");
@@ -111,3 +118,25 @@ pub async fn handle(env: &Env<'_>, req: &Request<'_>, notes: &mut Notes, key: &s
         }
     }
 }
+
+/// The admin's reason for read-only lives in the store's `read-only` area
+/// (shared with other instances), set before the switch and dropped with it.
+async fn remember_reason(
+    env: &Env<'_>,
+    key: &str,
+    body: &[u8],
+    edits: &[(&str, bool)],
+) -> Result<(), StoreError> {
+    let store = &env.rt.store;
+    match edits.iter().find(|(f, _)| *f == "read_only") {
+        Some((_, true)) => match admin::repositories::read_only_reason(body) {
+            Some(r) => store.put(READ_ONLY_AREA, key, &r, None).await,
+            None => store.delete(READ_ONLY_AREA, key).await.map(|_| ()),
+        },
+        Some((_, false)) => store.delete(READ_ONLY_AREA, key).await.map(|_| ()),
+        None => Ok(()),
+    }
+}
+
+/// Where read-only reasons set through the API are kept.
+pub const READ_ONLY_AREA: &str = "read-only";

@@ -62,8 +62,16 @@ pub fn read_only(env: &Env<'_>, t: &RepoTarget, who: &str, now: Instant) -> Opti
     let g_since = drain.since(read_only::GLOBAL, global.is_some(), now);
     let r_since = drain.since(&t.repo.key, repo.is_some(), now);
     let (since, scope, reason) = match (repo.zip(r_since), global.zip(g_since)) {
-        (Some((reason, since)), _) => (since, format!("repository {}", t.repo.key), reason),
-        (None, Some((reason, since))) => (since, "this registry".to_string(), reason),
+        (Some((reason, since)), _) => {
+            // A reason given through the repository API wins over the file's.
+            let api = env
+                .rt
+                .store
+                .get(crate::endpoint::repository_api::READ_ONLY_AREA, &t.repo.key);
+            let reason = api.unwrap_or_else(|| reason.clone());
+            (since, format!("repository {}", t.repo.key), reason)
+        }
+        (None, Some((reason, since))) => (since, "this registry".to_string(), reason.clone()),
         _ => return None,
     };
     let uuid = match &t.endpoint {
@@ -72,7 +80,7 @@ pub fn read_only(env: &Env<'_>, t: &RepoTarget, who: &str, now: Instant) -> Opti
         // New uploads, mounts, blob deletes: never part of a drain.
         _ => {
             return Some(ReadOnlyNow {
-                reason: reason.clone(),
+                reason,
                 scope,
                 draining: false,
             })
@@ -80,7 +88,7 @@ pub fn read_only(env: &Env<'_>, t: &RepoTarget, who: &str, now: Instant) -> Opti
     };
     let drain_for = env.rt.cfg.policy.drain;
     Some(ReadOnlyNow {
-        reason: reason.clone(),
+        reason,
         scope,
         draining: drain.draining(since, drain_for, now, &t.repo.key, &t.image, who, uuid),
     })

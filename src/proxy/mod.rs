@@ -7,6 +7,7 @@ mod ctx;
 mod edits;
 mod log;
 mod manifest;
+pub mod proxy_v2;
 pub mod respond;
 mod transport;
 
