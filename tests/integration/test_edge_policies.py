@@ -182,12 +182,13 @@ def _get_from(source, port, path, ca):
 def test_allowlists_by_client_address(dockgate, registry_factory, client_env, unique):
     reg = registry_factory()
     gw = gateway(dockgate, reg, {
-        "inner": {"allow_networks": ["127.0.0.1/32"]},
-        "shared": {"push_networks": ["127.0.0.1"]},
+        "inner": {"allow_networks": ["127.0.0.1/32"], "name_prefix": "inner/"},
+        "shared": {"push_networks": ["127.0.0.1"], "name_prefix": "shared/"},
     })
     name = unique("app")
     img = images.make_image((500,))
-    V2(reg.url).push_image(name, "1", img)
+    V2(reg.url).push_image(f"inner/{name}", "1", img)
+    V2(reg.url).push_image(f"shared/{name}", "1", img)
     port, ca = gw.port("path"), str(gw.pki.ca_crt)
     mark = log_mark(reg)
     status, _ = _get_from("127.0.0.1", port, f"/v2/inner/{name}/manifests/1", ca)
