@@ -550,6 +550,8 @@ threads = {THREADS}
 grace_period_seconds = 1
 graceful_shutdown_timeout_seconds = 1
 runtime_dir = "{RUN}/dockgate-runtime"
+# Every bench client comes from 127.0.0.1 (the idle phase opens IDLE_CONNS).
+max_connections_per_client = {max(1024, 2 * IDLE_CONNS)}
 
 [tls]
 cert = "{CERTS}/server-chain.crt"

@@ -14,6 +14,7 @@ APT_PACKAGES=(
   systemd                         # systemd-analyze for the unit checks
   dpkg-dev chromium               # scripts/package.sh (dpkg-shlibdeps); the status page test
   python3 python3-pip python3-cryptography   # hand-signed schema1 manifests (ES256)
+  nodejs                          # the SSO tests' OpenID provider (oidc-provider)
 )
 PIP_PACKAGES=(oras pytest requests h2 sslyze)
 
@@ -36,4 +37,15 @@ if ((${#py_missing[@]})); then
   echo "==> pip install ${py_missing[*]}"
   python3 -m pip install -q --root-user-action=ignore "${py_missing[@]}" 2>/dev/null \
     || python3 -m pip install -q --break-system-packages "${py_missing[@]}"
+fi
+
+# The SSO tests' real OpenID provider (npm oidc-provider), project-local, never global.
+# Debian's nodejs comes without npm; other builds of nodejs bundle it (and conflict with it).
+if ! command -v npm >/dev/null; then
+  apt-get install -y -q --no-install-recommends npm
+fi
+oidc_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/integration/oidc"
+if [[ ! -d "$oidc_dir/node_modules/oidc-provider" ]]; then
+  echo "==> npm ci (tests/integration/oidc)"
+  (cd "$oidc_dir" && npm ci --no-audit --no-fund --loglevel=error)
 fi

@@ -15,6 +15,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod admin;
+pub mod cache;
 pub mod config;
 pub mod docs;
 pub mod endpoint;
@@ -28,6 +29,7 @@ pub mod proxy;
 pub mod rewrite;
 pub mod route;
 pub mod server;
+pub mod sso;
 pub mod state;
 pub mod tls;
 pub mod upstream;

@@ -56,6 +56,18 @@ enum Command {
     /// Find schema1 images stored behind the gateway and convert them in place.
     #[command(subcommand)]
     Schema1(dockgate::migrate::Schema1Command),
+    /// Sign in through the gateway's single sign-on (device flow) and keep the
+    /// token for docker-credential-dockgate.
+    Login {
+        /// The gateway, as docker addresses it (host or host:port).
+        host: String,
+        /// Sign-in provider ([auth.sso.<name>]); needed when there are several.
+        #[arg(long)]
+        provider: Option<String>,
+        /// CA certificate (PEM) to trust for the gateway, besides the system's.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell to complete for.
@@ -168,6 +180,20 @@ fn quiet_on_closed_pipe() {
     let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }
 
+/// `dockgate check`: each OIDC provider's discovery document must answer.
+fn sso_discovery(cfg: &dockgate::config::Config) -> Vec<String> {
+    let Some(a) = cfg.auth.as_ref().filter(|a| !a.sso.is_empty()) else {
+        return Vec::new();
+    };
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(dockgate::sso::Sso::check_discovery(a)),
+        Err(e) => vec![format!("cannot check sign-in providers: {e}")],
+    }
+}
+
 fn fail(e: impl std::fmt::Display) -> ExitCode {
     eprintln!("dockgate: {e}");
     ExitCode::FAILURE
@@ -177,8 +203,23 @@ fn main() -> ExitCode {
     if !matches!(std::env::args_os().nth(1).as_deref(), Some(a) if a == "serve") {
         quiet_on_closed_pipe();
     }
+    // Called as docker-credential-dockgate (a link): the credential helper.
+    let args: Vec<String> = std::env::args().collect();
+    let argv0 = args
+        .first()
+        .map(std::path::Path::new)
+        .and_then(|p| p.file_name());
+    if argv0.is_some_and(|n| n.to_string_lossy().starts_with("docker-credential-")) {
+        return ExitCode::from(dockgate::sso::helper::main(&args) as u8);
+    }
     let cli = Cli::parse();
     match cli.command {
+        Command::Login { host, provider, ca } => {
+            match dockgate::sso::cli::run(dockgate::sso::cli::LoginArgs { host, provider, ca }) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            }
+        }
         Command::Serve { config } => {
             init_logging();
             match server::serve(&config) {
@@ -189,6 +230,11 @@ fn main() -> ExitCode {
         Command::Check { config } => match dockgate::state::prepare(&config, Mode::Check) {
             Ok(p) => {
                 for w in dockgate::config::warnings(&p.cfg) {
+                    eprintln!("dockgate: warning: {w}");
+                }
+                // A provider that is down must not stop the gateway (check runs
+                // before start): reported, not fatal.
+                for w in sso_discovery(&p.cfg) {
                     eprintln!("dockgate: warning: {w}");
                 }
                 println!(

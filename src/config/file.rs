@@ -24,6 +24,24 @@ pub struct FileConfig {
     pub auth: Option<AuthFile>,
     #[serde(default)]
     pub policy: super::policy::PolicyFile,
+    #[serde(default)]
+    pub cache: Option<CacheFile>,
+}
+
+/// The edge cache for content-addressed objects (`src/cache/`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheFile {
+    pub dir: String,
+    /// Bytes, or a string with a unit: "512MiB", "10GiB", "1TB".
+    pub max_size: Option<SizeFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum SizeFile {
+    Bytes(u64),
+    Text(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -48,6 +66,10 @@ pub struct AuthFile {
     pub max_failures: Option<u32>,
     pub lockout_seconds: Option<u64>,
     pub max_users_per_address: Option<u32>,
+    #[serde(default)]
+    pub sso: BTreeMap<String, super::sso::SsoFile>,
+    #[serde(default)]
+    pub workload: BTreeMap<String, super::sso::WorkloadFile>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -145,6 +167,9 @@ pub struct RepositoryFile {
     /// Accept that this repository's backend namespace holds another's.
     #[serde(default)]
     pub allow_overlap: bool,
+    /// Serve blobs and manifests by digest from `[cache]`.
+    #[serde(default)]
+    pub cache: bool,
     /// Edge policies (`config/policy.rs`).
     #[serde(default)]
     pub read_only: bool,

@@ -5,9 +5,11 @@ mod advice;
 mod file;
 pub mod overlap;
 pub mod policy;
+mod sso;
 mod validate;
 
 pub use advice::warnings;
+pub use sso::{ClaimRule, JwksSource, ProviderKind, SsoProvider, Workload};
 pub use validate::{load, parse};
 
 use std::collections::BTreeMap;
@@ -40,6 +42,14 @@ pub struct Config {
     pub auth: Option<Auth>,
     /// `[policy]`: read-only, networks, trusted proxies, rate limit.
     pub policy: policy::GlobalPolicy,
+    /// `[cache]`: where content-addressed objects are kept on disk.
+    pub cache: Option<CacheSettings>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheSettings {
+    pub dir: PathBuf,
+    pub max_size: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +73,13 @@ pub struct Auth {
     pub lockout: Duration,
     /// Distinct failing users from one address before it is locked.
     pub max_users_per_address: u32,
+    /// `[auth.sso.<name>]` sign-in providers.
+    pub sso: Vec<SsoProvider>,
+    /// `[auth.workload.<name>]` CI identity token issuers.
+    pub workloads: Vec<Workload>,
+    /// Groups users have from outside the config (single sign-on); shared
+    /// by every reload's copy, filled at runtime.
+    pub memberships: crate::policy::auth::memberships::Memberships,
 }
 
 /// Who may do what in one repository. Entries are user or group names.
@@ -212,6 +229,8 @@ pub struct Repository {
     pub block_schema1_push: bool,
     pub block_schema1_pull: bool,
     pub acl: Acl,
+    /// Blobs and manifests by digest go through `[cache]`.
+    pub cache: bool,
     /// Read-only, immutable tags, networks, rate limit.
     pub policy: policy::RepoPolicy,
 }

@@ -6,13 +6,13 @@ use crate::oci::names::{is_valid_component, is_valid_name};
 use std::net::ToSocketAddrs;
 use std::path::Path;
 
-struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     file: &'a str,
     dir: &'a Path,
 }
 
 impl Ctx<'_> {
-    fn err(&self, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    pub(super) fn err(&self, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
         ConfigError {
             file: self.file.to_string(),
             key: key.into(),
@@ -21,7 +21,7 @@ impl Ctx<'_> {
     }
 
     /// Relative paths resolve against the config file's directory.
-    fn path(&self, p: &str) -> PathBuf {
+    pub(super) fn path(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
         if p.is_absolute() {
             p.to_path_buf()
@@ -193,6 +193,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         repositories,
         metrics,
         log,
+        cache: cache::settings(&cx, raw.cache.as_ref(), &raw.repositories)?,
     })
 }
 
@@ -248,6 +249,9 @@ fn auth(cx: &Ctx, a: &super::file::AuthFile, tls: &Tls) -> Result<Auth, ConfigEr
         max_failures: a.max_failures.unwrap_or(5).max(1),
         lockout: Duration::from_secs(a.lockout_seconds.unwrap_or(60)),
         max_users_per_address: a.max_users_per_address.unwrap_or(20).max(2),
+        sso: super::sso::providers(cx, &a.sso)?,
+        workloads: super::sso::workloads(cx, &a.workload)?,
+        memberships: Default::default(),
     })
 }
 
@@ -524,6 +528,7 @@ fn repository(
             write: r.write.clone(),
             admin: r.admin.clone(),
         },
+        cache: r.cache,
         policy: policy::repository(&policy::RepoPolicyFile {
             read_only: r.read_only,
             read_only_reason: r.read_only_reason.as_deref(),
@@ -638,6 +643,7 @@ fn client_limits(
     })
 }
 
+mod cache;
 #[cfg(test)]
 mod tests;
 

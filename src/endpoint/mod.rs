@@ -11,6 +11,7 @@ pub mod docker_config;
 pub mod ping;
 pub mod realm;
 pub mod repository_api;
+pub mod sso;
 pub mod token;
 
 use crate::config::ListenMethod;
@@ -38,6 +39,8 @@ pub enum Own {
     Aql,
     /// `/api/repositories/<key>`.
     RepositoryApi(String),
+    /// `/login…`, `/user…`, `/logout` (with `[auth]`; see `sso::handlers`).
+    Sso,
 }
 
 impl Own {
@@ -51,6 +54,7 @@ impl Own {
             "/v2/token" if auth_on => return Some(Own::Token),
             "/v2/auth" | "/v1/auth" if auth_on => return Some(Own::DockerConfig),
             "/api/search/aql" | "/artifactory/api/search/aql" => return Some(Own::Aql),
+            p if auth_on && crate::sso::handlers::owns(p) => return Some(Own::Sso),
             _ => {}
         }
         path.strip_prefix("/api/repositories/")
@@ -68,7 +72,7 @@ impl Own {
         match self {
             Own::Realm(_) | Own::Token => Operation::Token,
             Own::DockerConfig => Operation::Auth,
-            Own::Aql | Own::RepositoryApi(_) => Operation::Other,
+            Own::Aql | Own::RepositoryApi(_) | Own::Sso => Operation::Other,
         }
     }
 }
@@ -117,6 +121,8 @@ pub struct Notes {
     pub user: Option<String>,
     /// The user name of refused credentials.
     pub attempted_user: Option<String>,
+    /// The `[auth.workload]` whose token a token request spent.
+    pub workload: Option<String>,
     /// The rule that refused the request, if one did.
     pub refused: Option<crate::policy::Rule>,
 }
@@ -131,6 +137,7 @@ pub async fn handle(own: Own, env: &Env<'_>, req: &Request<'_>, notes: &mut Note
         Own::DockerConfig => docker_config::handle(env, req, notes).await,
         Own::Aql => aql::handle(env, req, notes).await,
         Own::RepositoryApi(key) => repository_api::handle(env, req, notes, &key).await,
+        Own::Sso => sso::handle(env, req, notes).await,
     }
 }
 
@@ -165,6 +172,10 @@ mod tests {
             ),
             ("/v2/docker-local/app/manifests/v1", true, None),
             ("/v2/", true, None),
+            ("/login", true, Some(Own::Sso)),
+            ("/login/corp/callback", true, Some(Own::Sso)),
+            ("/user/revoke", true, Some(Own::Sso)),
+            ("/login", false, None),
         ];
         for (path, auth, want) in cases {
             assert_eq!(Own::classify(path, auth), want, "{path} auth={auth}");

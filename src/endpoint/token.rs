@@ -36,9 +36,32 @@ pub async fn handle(env: &Env<'_>, req: &Request<'_>, notes: &mut Notes) -> Step
             ));
         }
     }
+    // A CI workload token as the password (POST form or Basic).
+    let password = match (post, get("grant_type").as_deref()) {
+        (true, Some("password")) => get("password"),
+        (false, _) => req
+            .header(http::header::AUTHORIZATION)
+            .filter(|h| credentials::is_basic(h))
+            .and_then(|h| crate::policy::auth::decode_basic(h[6..].trim()).ok())
+            .map(|(_, p)| p),
+        _ => None,
+    };
+    let workload = match super::sso::workload(&auth, password.as_deref()).await {
+        None => None,
+        Some(Ok(w)) => Some(w),
+        Some(Err(f)) => {
+            return Step::Respond(credentials::refusal(
+                env,
+                notes,
+                &f,
+                BASIC_CHALLENGE.to_string(),
+            ))
+        }
+    };
     // Who: POST password/refresh_token grants, or the Authorization header.
     let ip = req.client_ip;
     let who: Result<Option<String>, Failure> = match (post, get("grant_type").as_deref()) {
+        _ if workload.is_some() => Ok(workload.as_ref().map(|w| w.user.clone())),
         (true, Some("password")) => {
             let (u, pw) = (
                 get("username").unwrap_or_default(),
@@ -63,6 +86,11 @@ pub async fn handle(env: &Env<'_>, req: &Request<'_>, notes: &mut Notes) -> Step
             .await
             .map(|p| p.user().map(str::to_string)),
     };
+    // Single sign-on users: key age and membership re-check.
+    let who = match (who, &workload) {
+        (Ok(u), None) => super::sso::recheck(&auth, u.as_deref()).await.map(|_| u),
+        (other, _) => other,
+    };
     let user = match who {
         Ok(u) => u,
         Err(f) => {
@@ -84,8 +112,17 @@ pub async fn handle(env: &Env<'_>, req: &Request<'_>, notes: &mut Notes) -> Step
         route::image_of(&rt.cfg, &req.listen, Some(&req.client_host), name)
             .map(|(r, image)| route::auth_target(&rt.cfg, r, &image))
     };
-    let access = auth.grant(user.as_deref(), &scopes, &resolve);
-    let (token, claims) = match auth.issue(user.as_deref(), access) {
+    let issued = match &workload {
+        None => {
+            let access = auth.grant(user.as_deref(), &scopes, &resolve);
+            auth.issue(user.as_deref(), access)
+        }
+        Some(w) => {
+            notes.workload = Some(w.workload.clone());
+            auth.issue_workload(w, &scopes, &resolve)
+        }
+    };
+    let (token, claims) = match issued {
         Ok(t) => t,
         Err(e) => {
             return Step::error(RegistryError::new(
@@ -108,7 +145,7 @@ pub async fn handle(env: &Env<'_>, req: &Request<'_>, notes: &mut Notes) -> Step
     let wants_refresh = get("offline_token").as_deref() == Some("true")
         || get("access_type").as_deref() == Some("offline")
         || get("grant_type").is_some();
-    if let (Some(u), true) = (&user, wants_refresh) {
+    if let (Some(u), true, None) = (&user, wants_refresh, &workload) {
         if let Ok(r) = auth.issue_refresh(u) {
             body["refresh_token"] = serde_json::Value::String(r);
         }

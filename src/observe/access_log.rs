@@ -16,6 +16,9 @@ pub struct Record<'a> {
     pub user: &'a str,
     /// The user name of credentials that were refused (never the password).
     pub attempted_user: &'a str,
+    /// The `[auth.workload]` whose token was spent (token requests).
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub workload: &'a str,
     pub user_agent: &'a str,
     pub repository: &'a str,
     pub image: &'a str,

@@ -28,6 +28,7 @@ pub struct Metrics {
     pub policy_refused: IntCounterVec,
     pub cert_expiry: GaugeVec,
     pub open_connections: IntGauge,
+    pub cache: crate::cache::CacheMetrics,
 }
 
 impl Metrics {
@@ -128,7 +129,9 @@ impl Metrics {
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
+        let cache = crate::cache::CacheMetrics::new(&registry)?;
         Ok(Self {
+            cache,
             registry,
             requests,
             duration,

@@ -86,6 +86,7 @@ pub fn record(shared: &Shared, s: &Session, ctx: &Ctx) {
             client: s.client_addr().map(|a| a.to_string()).unwrap_or_default(),
             user: ctx.notes.user.as_deref().unwrap_or(""),
             attempted_user: attempted.as_deref().unwrap_or(""),
+            workload: ctx.notes.workload.as_deref().unwrap_or(""),
             user_agent: header(http::header::USER_AGENT),
             repository: repo,
             image,

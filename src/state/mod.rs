@@ -83,6 +83,8 @@ pub struct Shared {
     pub edge: crate::policy::EdgeState,
     /// A store shared between instances; None: files, per snapshot.
     shared_store: Option<Arc<dyn StateStore>>,
+    /// `[cache]`, opened at start (a reload does not move it).
+    pub cache: std::sync::OnceLock<Arc<crate::cache::Cache>>,
 }
 
 /// Counts a request as in flight for as long as it lives.
@@ -183,6 +185,7 @@ impl Shared {
             kept,
             edge: Default::default(),
             shared_store: None,
+            cache: std::sync::OnceLock::new(),
         }))
     }
 

@@ -294,7 +294,7 @@ fn certificates(h: &mut String, certs: &[CertificateView]) {
 }
 
 /// HTML-escapes text and attribute values.
-fn esc(s: &str) -> String {
+pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

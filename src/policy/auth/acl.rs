@@ -48,6 +48,7 @@ fn names(list: &[String], user: &str, auth: &Auth) -> bool {
                 .groups
                 .get(e)
                 .is_some_and(|members| members.iter().any(|m| m == user))
+            || auth.memberships.has(user, e)
     })
 }
 
@@ -101,6 +102,9 @@ mod tests {
             max_failures: 5,
             lockout: Duration::from_secs(60),
             max_users_per_address: 20,
+            sso: Vec::new(),
+            workloads: Vec::new(),
+            memberships: Default::default(),
         }
     }
 
@@ -144,5 +148,11 @@ mod tests {
         assert!(!may_administer(&a, &acl, "wendy"));
         assert_eq!(Action::for_method(&http::Method::PATCH), Push);
         assert_eq!(Action::for_method(&http::Method::HEAD), Pull);
+        // Groups from single sign-on count like config groups, until removed.
+        assert!(!may(&a, &acl, Some("sam"), Push));
+        a.memberships.set("sam", ["devs".to_string()].into());
+        assert!(may(&a, &acl, Some("sam"), Push));
+        a.memberships.set("sam", Default::default());
+        assert!(!may(&a, &acl, Some("sam"), Push));
     }
 }

@@ -6,6 +6,7 @@
 pub mod acl;
 pub mod keys;
 pub mod limiter;
+pub mod memberships;
 pub mod scope;
 pub mod secret_file;
 pub mod token;
@@ -137,6 +138,8 @@ pub struct Authenticator {
     /// Key generations, the API-key secret and the token keys.
     store: Arc<dyn StateStore>,
     limiter: Arc<limiter::Limiter>,
+    /// Single sign-on and workload tokens, when configured.
+    pub sso: Option<Arc<crate::sso::Sso>>,
 }
 
 /// What outlives a reload: failure counts and verified passwords.
@@ -173,8 +176,16 @@ impl Authenticator {
             lockout: cfg.lockout,
             max_users_per_address: cfg.max_users_per_address,
         });
+        let sso = if cfg.sso.is_empty() && cfg.workloads.is_empty() {
+            None
+        } else {
+            Some(Arc::new(
+                crate::sso::Sso::open(cfg, store.clone()).map_err(|e| e.to_string())?,
+            ))
+        };
         Ok(Self {
             users: users::Users::open(cfg.htpasswd.clone(), kept.passwords.clone())?,
+            sso,
             store,
             limiter: kept.limiter.clone(),
             cfg: cfg.clone(),
@@ -236,8 +247,9 @@ impl Authenticator {
         if let Err(wait) = self.limiter.check(user, ip) {
             return Err(Failure::Locked(wait.as_secs().max(1)));
         }
-        let ok = self.users.exists(user)
-            && (self.api_key_ok(user, pass) || self.users.verify(user, pass));
+        let ok = (self.users.exists(user)
+            && (self.api_key_ok(user, pass) || self.users.verify(user, pass)))
+            || (self.sso_knows(user) && self.api_key_ok(user, pass));
         if !ok && !self.users.exists(user) {
             // Same cost for unknown users.
             let _ = self.users.verify(user, pass);
@@ -313,10 +325,55 @@ impl Authenticator {
         if c.typ.as_deref() != Some("refresh") {
             return Err(Failure::BadToken("not a refresh token".into()));
         }
-        if c.gen != Some(self.store.generation(&c.sub)) || !self.users.exists(&c.sub) {
+        if c.gen != Some(self.store.generation(&c.sub))
+            || !(self.users.exists(&c.sub) || self.sso_knows(&c.sub))
+        {
             return Err(Failure::BadToken("revoked".into()));
         }
         Ok(c.sub)
+    }
+
+    /// A user single sign-on made, whose sign-in is within `max_key_age`.
+    fn sso_knows(&self, user: &str) -> bool {
+        self.sso
+            .as_ref()
+            .is_some_and(|s| s.knows(user, crate::sso::now()))
+    }
+
+    /// In the htpasswd file.
+    pub fn local_user(&self, user: &str) -> bool {
+        self.users.exists(user)
+    }
+
+    /// The user's API key and refresh tokens stop working.
+    pub async fn revoke_keys(&self, user: &str) -> Result<(), String> {
+        self.store
+            .revoke_keys(user)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// A workload's access token: its rule's groups (for this token only)
+    /// and its own short lifetime.
+    pub fn issue_workload(
+        &self,
+        w: &crate::sso::workload::WorkloadUser,
+        scopes: &[scope::Scope],
+        resolve: &dyn Fn(&str) -> Option<Target>,
+    ) -> Result<(String, token::Claims), String> {
+        let mut cfg = self.cfg.clone();
+        for g in &w.groups {
+            cfg.groups
+                .entry(g.clone())
+                .or_default()
+                .push(w.user.clone());
+        }
+        let access = grant(&cfg, Some(&w.user), scopes, resolve);
+        self.store
+            .secrets()
+            .tokens
+            .issue(&w.user, &self.cfg.service, access, w.ttl, None)
     }
 
     pub fn api_key(&self, user: &str) -> String {
