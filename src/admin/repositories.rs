@@ -53,13 +53,21 @@ pub struct Update {
     read_only_reason: Option<String>,
 }
 
-/// The reason a POST gives for switching read-only on, if any.
-pub fn read_only_reason(body: &[u8]) -> Option<String> {
-    serde_json::from_slice::<Update>(body)
-        .ok()?
-        .read_only_reason
-        .map(|r| r.chars().filter(|c| !c.is_control()).take(200).collect())
-        .filter(|r: &String| !r.trim().is_empty())
+/// Read-only as a POST asks for it: None when it does not mention it;
+/// Some(None) to switch it off; Some(Some(reason)) to switch it on.
+/// It lives in the state store's `read-only` area, not in the config file,
+/// so it reaches every instance of a cluster.
+pub fn read_only_change(body: &[u8]) -> Option<Option<String>> {
+    let u = serde_json::from_slice::<Update>(body).ok()?;
+    match u.read_only? {
+        false => Some(None),
+        true => Some(Some(
+            u.read_only_reason
+                .map(|r| r.chars().filter(|c| !c.is_control()).take(200).collect())
+                .filter(|r: &String| !r.trim().is_empty())
+                .unwrap_or_else(|| crate::config::policy::DEFAULT_REASON.to_string()),
+        )),
+    }
 }
 
 fn bad(msg: impl Into<String>) -> RegistryError {
@@ -102,13 +110,10 @@ pub fn edits(r: &Repository, body: &[u8]) -> Result<Vec<(&'static str, bool)>, R
     if let Some(v) = u.block_schema1_pull {
         out.push(("block_schema1_pull", v));
     }
-    if let Some(v) = u.read_only {
-        out.push(("read_only", v));
-    }
     if u.read_only_reason.is_some() && u.read_only != Some(true) {
         return Err(bad("\"readOnlyReason\" goes with \"readOnly\": true"));
     }
-    if out.is_empty() {
+    if out.is_empty() && u.read_only.is_none() {
         return Err(bad(
             "nothing to change: send {\"blockPushingSchema1\": true|false} or {\"readOnly\": true|false, \"readOnlyReason\": \"...\"}",
         ));

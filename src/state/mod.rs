@@ -118,14 +118,6 @@ fn with_overrides(cfg: &Config, overrides: &BTreeMap<String, RepoOverride>) -> C
             if let Some(v) = o.block_schema1_pull {
                 repo.block_schema1_pull = v;
             }
-            // The reason is read per request from the `read-only` area.
-            match o.read_only {
-                Some(true) if repo.policy.read_only.is_none() => {
-                    repo.policy.read_only = Some(crate::config::policy::DEFAULT_REASON.into())
-                }
-                Some(false) => repo.policy.read_only = None,
-                _ => {}
-            }
             *r = Arc::new(repo);
         }
     }
@@ -247,7 +239,6 @@ mod tests {
             RepoOverride {
                 block_schema1_push: Some(!before.block_schema1_push),
                 block_schema1_pull: None,
-                read_only: Some(true),
             },
         );
         o.insert("missing".to_string(), RepoOverride::default());
@@ -255,7 +246,6 @@ mod tests {
         let r = &after.repositories["docker-local"];
         assert_eq!(r.block_schema1_push, !before.block_schema1_push);
         assert_eq!(r.block_schema1_pull, before.block_schema1_pull);
-        assert!(r.policy.read_only.is_some() && before.policy.read_only.is_none());
         assert_eq!(r.backend.name, before.backend.name);
         assert_eq!(after.repositories.len(), cfg.repositories.len());
     }

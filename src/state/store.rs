@@ -16,7 +16,6 @@ use std::time::Duration;
 pub struct RepoOverride {
     pub block_schema1_push: Option<bool>,
     pub block_schema1_pull: Option<bool>,
-    pub read_only: Option<bool>,
 }
 
 impl RepoOverride {
@@ -25,7 +24,6 @@ impl RepoOverride {
         match field {
             "block_schema1_push" => self.block_schema1_push = Some(value),
             "block_schema1_pull" => self.block_schema1_pull = Some(value),
-            "read_only" => self.read_only = Some(value),
             other => return Err(StoreError::Invalid(format!("unknown setting {other:?}"))),
         }
         Ok(())
@@ -132,6 +130,6 @@ mod tests {
         let mut o = RepoOverride::default();
         o.set("block_schema1_push", false).unwrap();
         assert_eq!(o.block_schema1_push, Some(false));
-        assert!(o.set("read_onyl", true).is_err());
+        assert!(o.set("read_only", true).is_err());
     }
 }
