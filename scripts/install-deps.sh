@@ -8,6 +8,7 @@ APT_PACKAGES=(
   binutils                        # objcopy: scripts/release.sh splits off the debug info
   docker-registry                 # the real CNCF distribution registry (backend)
   skopeo buildah podman           # real clients (Go TLS verifier)
+  haproxy                         # a trusted proxy sending PROXY protocol v2 (edge policy tests)
   curl openssl apache2-utils      # curl (h2), openssl, htpasswd -B
   prometheus                      # prometheus + promtool for the metrics tests
   systemd                         # systemd-analyze for the unit checks

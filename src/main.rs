@@ -218,6 +218,18 @@ fn fail(e: impl std::fmt::Display) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// Exit codes: 0 ok, 1 runtime failure, 2 usage or config error (clap's
+/// own usage errors are 2 too), 3 certificate problem.
+fn fail_prepare(e: &dockgate::state::StateError) -> ExitCode {
+    use dockgate::state::StateError;
+    eprintln!("dockgate: {e}");
+    ExitCode::from(match e {
+        StateError::Config(_) => 2,
+        StateError::Tls(_) => 3,
+        _ => 1,
+    })
+}
+
 fn main() -> ExitCode {
     // Commands that talk to etcd write to sockets with writev, which a
     // closing peer would answer with SIGPIPE: they keep it ignored.
@@ -246,6 +258,7 @@ fn main() -> ExitCode {
             init_logging();
             match server::serve(&config) {
                 Ok(()) => ExitCode::SUCCESS,
+                Err(server::ServeError::Prepare(e)) => fail_prepare(&e),
                 Err(e) => fail(e),
             }
         }
@@ -271,7 +284,7 @@ fn main() -> ExitCode {
                 );
                 ExitCode::SUCCESS
             }
-            Err(e) => fail(e),
+            Err(e) => fail_prepare(&e),
         },
         Command::Cert(c) => cert(c),
         Command::User(u) => user(u),

@@ -80,8 +80,22 @@ impl BackgroundService for CertWatch {
     }
 }
 
-pub fn serve(path: &Path) -> Result<(), String> {
-    let mut p = prepare(path, Mode::Serve).map_err(|e| e.to_string())?;
+/// Why `serve` stopped: the config or its certificates (before serving),
+/// or a failure while starting or running.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Prepare(#[from] crate::state::StateError),
+    #[error("{0}")]
+    Runtime(String),
+}
+
+pub fn serve(path: &Path) -> Result<(), ServeError> {
+    let p = prepare(path, Mode::Serve)?;
+    run_prepared(path, p).map_err(ServeError::Runtime)
+}
+
+fn run_prepared(path: &Path, mut p: crate::state::Prepared) -> Result<(), String> {
     for w in crate::config::warnings(&p.cfg) {
         tracing::warn!("{w}");
     }
@@ -186,6 +200,11 @@ pub fn serve(path: &Path) -> Result<(), String> {
             connections: connections.clone(),
         };
         let mut svc = proxy_service(&server, gw, &cfg.server.limits, l.address);
+        // PROXY protocol v2, before TLS, from [policy] trusted_proxies only.
+        svc.endpoints()
+            .set_pre_tls_callback(Arc::new(crate::proxy::proxy_v2::ProxyV2 {
+                shared: shared.clone(),
+            }));
         let mut tls = TlsSettings::intermediate("", "").map_err(|e| e.to_string())?;
         tls.set_cert_resolver(store.clone());
         tls.enable_h2();

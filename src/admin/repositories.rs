@@ -22,6 +22,9 @@ pub fn describe(r: &Repository) -> serde_json::Value {
         "blockSchema1Pull": r.block_schema1_pull,
         "backend": r.backend.name,
         "namePrefix": r.name_prefix,
+        "readOnly": r.policy.read_only.is_some(),
+        "readOnlyReason": r.policy.read_only.as_deref().unwrap_or(""),
+        "immutableTags": r.policy.immutable_tags.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
     })
 }
 
@@ -44,6 +47,27 @@ pub struct Update {
     block_pushing_schema1: Option<bool>,
     block_schema1_push: Option<bool>,
     block_schema1_pull: Option<bool>,
+    /// Maintenance: refuse pushes and deletes (uploads already open drain).
+    read_only: Option<bool>,
+    /// Shown to refused clients; kept in the state store's `read-only` area.
+    read_only_reason: Option<String>,
+}
+
+/// Read-only as a POST asks for it: None when it does not mention it;
+/// Some(None) to switch it off; Some(Some(reason)) to switch it on.
+/// It lives in the state store's `read-only` area, not in the config file,
+/// so it reaches every instance of a cluster.
+pub fn read_only_change(body: &[u8]) -> Option<Option<String>> {
+    let u = serde_json::from_slice::<Update>(body).ok()?;
+    match u.read_only? {
+        false => Some(None),
+        true => Some(Some(
+            u.read_only_reason
+                .map(|r| r.chars().filter(|c| !c.is_control()).take(200).collect())
+                .filter(|r: &String| !r.trim().is_empty())
+                .unwrap_or_else(|| crate::config::policy::DEFAULT_REASON.to_string()),
+        )),
+    }
 }
 
 fn bad(msg: impl Into<String>) -> RegistryError {
@@ -86,9 +110,12 @@ pub fn edits(r: &Repository, body: &[u8]) -> Result<Vec<(&'static str, bool)>, R
     if let Some(v) = u.block_schema1_pull {
         out.push(("block_schema1_pull", v));
     }
-    if out.is_empty() {
+    if u.read_only_reason.is_some() && u.read_only != Some(true) {
+        return Err(bad("\"readOnlyReason\" goes with \"readOnly\": true"));
+    }
+    if out.is_empty() && u.read_only.is_none() {
         return Err(bad(
-            "nothing to change: send {\"blockPushingSchema1\": true|false}",
+            "nothing to change: send {\"blockPushingSchema1\": true|false} or {\"readOnly\": true|false, \"readOnlyReason\": \"...\"}",
         ));
     }
     Ok(out)

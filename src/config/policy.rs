@@ -75,7 +75,7 @@ pub struct RepoPolicy {
 }
 
 pub const DEFAULT_DRAIN: Duration = Duration::from_secs(300);
-const DEFAULT_REASON: &str = "maintenance";
+pub const DEFAULT_REASON: &str = "maintenance";
 
 /// (key suffix, message) of a validation failure.
 pub type Problem = (String, String);

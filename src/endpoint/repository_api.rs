@@ -51,7 +51,7 @@ pub async fn handle(env: &Env<'_>, req: &Request<'_>, notes: &mut Notes, key: &s
                 }
             }
         }
-        return Step::Respond(Local::ok_json(&admin::repositories::describe(&repo)));
+        return Step::Respond(Local::ok_json(&describe(rt, &repo)));
     }
     if m != http::Method::POST {
         return Step::error(RegistryError::new(
@@ -85,6 +85,17 @@ pub async fn handle(env: &Env<'_>, req: &Request<'_>, notes: &mut Notes, key: &s
         Ok(e) => e,
         Err(e) => return Step::error(e),
     };
+    if let Err(e) = switch_read_only(env, key, &body).await {
+        return Step::error(RegistryError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            e.to_string(),
+        ));
+    }
+    if edits.is_empty() {
+        let now = env.shared.snapshot();
+        return Step::Respond(Local::ok_json(&describe(&now, &repo)));
+    }
     match env.shared.apply_edit(key, &edits).await {
         Ok(now) => {
             tracing::info!(repository = %key, user = %principal.user().unwrap_or(""), edits = ?edits, "repository settings changed");
@@ -92,7 +103,7 @@ pub async fn handle(env: &Env<'_>, req: &Request<'_>, notes: &mut Notes, key: &s
                 .cfg
                 .repositories
                 .get(key)
-                .map(|r| admin::repositories::describe(r))
+                .map(|r| describe(&now, r))
                 .unwrap_or_default();
             Step::Respond(Local::ok_json(&body))
         }
@@ -111,3 +122,28 @@ pub async fn handle(env: &Env<'_>, req: &Request<'_>, notes: &mut Notes, key: &s
         }
     }
 }
+
+/// Read-only switched through the API lives in the store's `read-only`
+/// area (value: the reason), shared with other instances; the config file
+/// is not edited.
+async fn switch_read_only(env: &Env<'_>, key: &str, body: &[u8]) -> Result<(), StoreError> {
+    let store = &env.rt.store;
+    match admin::repositories::read_only_change(body) {
+        Some(Some(reason)) => store.put(READ_ONLY_AREA, key, &reason, None).await,
+        Some(None) => store.delete(READ_ONLY_AREA, key).await.map(|_| ()),
+        None => Ok(()),
+    }
+}
+
+/// The repository as the API shows it, with read-only from the store.
+fn describe(snap: &crate::state::Snapshot, repo: &crate::config::Repository) -> serde_json::Value {
+    let mut d = admin::repositories::describe(repo);
+    if let Some(reason) = snap.store.get(READ_ONLY_AREA, &repo.key) {
+        d["readOnly"] = true.into();
+        d["readOnlyReason"] = reason.into();
+    }
+    d
+}
+
+/// Where read-only switched through the API is kept.
+pub const READ_ONLY_AREA: &str = "read-only";

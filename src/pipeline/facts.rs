@@ -57,13 +57,18 @@ pub fn over_limit(env: &Env<'_>, t: &RepoTarget, who: &str, now: Instant) -> Opt
 pub fn read_only(env: &Env<'_>, t: &RepoTarget, who: &str, now: Instant) -> Option<ReadOnlyNow> {
     let drain = &env.shared.edge.drain;
     let global = env.rt.cfg.policy.read_only.as_ref();
-    let repo = t.repo.policy.read_only.as_ref();
+    // Switched through the repository API (the store), or in the config.
+    let api = env
+        .rt
+        .store
+        .get(crate::endpoint::repository_api::READ_ONLY_AREA, &t.repo.key);
+    let repo = api.or_else(|| t.repo.policy.read_only.clone());
     // Both are kept current, so switching one off forgets its start.
     let g_since = drain.since(read_only::GLOBAL, global.is_some(), now);
     let r_since = drain.since(&t.repo.key, repo.is_some(), now);
     let (since, scope, reason) = match (repo.zip(r_since), global.zip(g_since)) {
         (Some((reason, since)), _) => (since, format!("repository {}", t.repo.key), reason),
-        (None, Some((reason, since))) => (since, "this registry".to_string(), reason),
+        (None, Some((reason, since))) => (since, "this registry".to_string(), reason.clone()),
         _ => return None,
     };
     let uuid = match &t.endpoint {
@@ -72,7 +77,7 @@ pub fn read_only(env: &Env<'_>, t: &RepoTarget, who: &str, now: Instant) -> Opti
         // New uploads, mounts, blob deletes: never part of a drain.
         _ => {
             return Some(ReadOnlyNow {
-                reason: reason.clone(),
+                reason,
                 scope,
                 draining: false,
             })
@@ -80,7 +85,7 @@ pub fn read_only(env: &Env<'_>, t: &RepoTarget, who: &str, now: Instant) -> Opti
     };
     let drain_for = env.rt.cfg.policy.drain;
     Some(ReadOnlyNow {
-        reason: reason.clone(),
+        reason,
         scope,
         draining: drain.draining(since, drain_for, now, &t.repo.key, &t.image, who, uuid),
     })

@@ -8,6 +8,7 @@ mod ctx;
 mod edits;
 mod log;
 mod manifest;
+pub mod proxy_v2;
 pub mod respond;
 mod tags;
 mod transport;

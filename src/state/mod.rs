@@ -33,6 +33,9 @@ pub enum StateError {
     /// The config, or something it names, cannot serve (names file and key).
     #[error("{0}")]
     Config(String),
+    /// A certificate or key that cannot serve (names file and key).
+    #[error("{0}")]
+    Tls(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("state task failed: {0}")]

@@ -38,20 +38,28 @@ pub enum Mode {
 /// Validates config, certificates and backend CAs; the same path runs for
 /// `check`, `serve` and reload, so what `check` accepts will serve.
 pub fn prepare(path: &Path, mode: Mode) -> Result<Prepared, StateError> {
-    prepare_text(path, mode).map_err(StateError::Config)
-}
-
-fn prepare_text(path: &Path, mode: Mode) -> Result<Prepared, String> {
-    let cfg = config::load(path).map_err(|e| e.to_string())?;
     let file = path.display();
+    let tls = |e: String| StateError::Tls(format!("{file}: tls: {e}"));
+    let cfg = config::load(path).map_err(|e| StateError::Config(e.to_string()))?;
     let certs = cert_specs(&cfg);
     let (pending, trust) = match &cfg.tls.generate {
-        Some(g) => ensure_certs(&cfg, g, mode).map_err(|e| format!("{file}: tls: {e}"))?,
+        Some(g) => ensure_certs(&cfg, g, mode).map_err(tls)?,
         None => (false, None),
     };
     if !pending {
-        CertStore::new(certs.clone()).map_err(|e| format!("{file}: tls: {e}"))?;
+        CertStore::new(certs.clone()).map_err(|e| tls(e.to_string()))?;
     }
+    prepare_rest(path, mode, cfg, certs, trust).map_err(StateError::Config)
+}
+
+fn prepare_rest(
+    path: &Path,
+    mode: Mode,
+    cfg: Config,
+    certs: Vec<CertSpec>,
+    trust: Option<TrustDir>,
+) -> Result<Prepared, String> {
+    let file = path.display();
     let peers = Peers::load(&cfg).map_err(|e| format!("{file}: {e}"))?;
     if let Some(a) = &cfg.auth {
         // An absent file would silently mean "no users": every login fails.

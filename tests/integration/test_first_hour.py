@@ -138,7 +138,7 @@ def test_check_refuses_naming_the_key(dockgate_binary, pki, tmp_path, breakage):
         key = "server.threads"
     path = _config_dir(pki, tmp_path, cfg)
     p = run([dockgate_binary, "check", "--config", path], check=False, timeout=60)
-    assert p.returncode == 1, f"check accepted {breakage}\n{p.stdout}{p.stderr}"
+    assert p.returncode == 2, f"check accepted {breakage}\n{p.stdout}{p.stderr}"
     assert f"{path}: {key}" in p.stderr, p.stderr
     assert "panicked" not in p.stderr
 
