@@ -15,6 +15,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod admin;
+pub mod cache;
 pub mod config;
 pub mod docs;
 pub mod endpoint;

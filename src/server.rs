@@ -138,6 +138,11 @@ pub fn serve(path: &Path) -> Result<(), String> {
     p.cfg = cfg.clone();
     let shared = Shared::new(p, metrics.clone(), access_log).map_err(|e| e.to_string())?;
     let connections = Arc::new(Connections::default());
+    if let Some(c) = &cfg.cache {
+        let cache = crate::cache::Cache::open(c, metrics.cache.clone())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let _ = shared.cache.set(cache);
+    }
     if let Some(addr) = cfg.metrics.address {
         let board = Board::new(shared.clone(), store.clone());
         server.add_service(background_service(

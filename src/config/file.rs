@@ -23,7 +23,27 @@ pub struct FileConfig {
     #[serde(default)]
     pub auth: Option<AuthFile>,
     #[serde(default)]
+    pub cluster: Option<super::cluster::ClusterFile>,
+    #[serde(default)]
     pub policy: super::policy::PolicyFile,
+    #[serde(default)]
+    pub cache: Option<CacheFile>,
+}
+
+/// The edge cache for content-addressed objects (`src/cache/`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheFile {
+    pub dir: String,
+    /// Bytes, or a string with a unit: "512MiB", "10GiB", "1TB".
+    pub max_size: Option<SizeFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum SizeFile {
+    Bytes(u64),
+    Text(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -149,6 +169,9 @@ pub struct RepositoryFile {
     /// Accept that this repository's backend namespace holds another's.
     #[serde(default)]
     pub allow_overlap: bool,
+    /// Serve blobs and manifests by digest from `[cache]`.
+    #[serde(default)]
+    pub cache: bool,
     /// Edge policies (`config/policy.rs`).
     #[serde(default)]
     pub read_only: bool,

@@ -2,6 +2,7 @@
 //! domain types below. Errors name the file and the key.
 
 mod advice;
+pub mod cluster;
 mod file;
 pub mod overlap;
 pub mod policy;
@@ -9,6 +10,7 @@ mod sso;
 mod validate;
 
 pub use advice::warnings;
+pub use cluster::Cluster;
 pub use sso::{ClaimRule, JwksSource, ProviderKind, SsoProvider, Workload};
 pub use validate::{load, parse};
 
@@ -40,8 +42,18 @@ pub struct Config {
     pub log: Log,
     /// None: passthrough mode (backends authenticate clients themselves).
     pub auth: Option<Auth>,
+    /// None: runtime state in files (one instance).
+    pub cluster: Option<Cluster>,
     /// `[policy]`: read-only, networks, trusted proxies, rate limit.
     pub policy: policy::GlobalPolicy,
+    /// `[cache]`: where content-addressed objects are kept on disk.
+    pub cache: Option<CacheSettings>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheSettings {
+    pub dir: PathBuf,
+    pub max_size: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,6 +233,8 @@ pub struct Repository {
     pub block_schema1_push: bool,
     pub block_schema1_pull: bool,
     pub acl: Acl,
+    /// Blobs and manifests by digest go through `[cache]`.
+    pub cache: bool,
     /// Read-only, immutable tags, networks, rate limit.
     pub policy: policy::RepoPolicy,
 }

@@ -181,9 +181,16 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         Some(a) => Some(auth(&cx, a, &tls)?),
     };
 
+    let cluster = match &raw.cluster {
+        Some(c) => Some(super::cluster::validate(c, &|k, m| cx.err(k, m), &|p| {
+            cx.path(p)
+        })?),
+        None => None,
+    };
     let policy = policy::global(&raw.policy).map_err(|(k, m)| cx.err(k, m))?;
     Ok(Config {
         auth,
+        cluster,
         policy,
         path: path.to_path_buf(),
         server,
@@ -193,6 +200,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         repositories,
         metrics,
         log,
+        cache: cache::settings(&cx, raw.cache.as_ref(), &raw.repositories)?,
     })
 }
 
@@ -527,6 +535,7 @@ fn repository(
             write: r.write.clone(),
             admin: r.admin.clone(),
         },
+        cache: r.cache,
         policy: policy::repository(&policy::RepoPolicyFile {
             read_only: r.read_only,
             read_only_reason: r.read_only_reason.as_deref(),
@@ -641,6 +650,7 @@ fn client_limits(
     })
 }
 
+mod cache;
 #[cfg(test)]
 mod tests;
 
