@@ -84,6 +84,11 @@ QUIET_WAIT = env_int("QUIET_WAIT", 30)
 THREADS = 2  # dockgate server.threads == nginx worker_processes
 
 P_DG, P_NGX = PORT_BASE + 43, PORT_BASE + 44
+# bench/cluster.sh: Basic credentials on every request (user:password), extra
+# TOML appended to dockgate's config, and lines for [repositories.bench].
+BENCH_AUTH = os.environ.get("BENCH_AUTH", "")
+AUTH_HEADERS = ([f"Authorization: Basic {__import__('base64').b64encode(BENCH_AUTH.encode()).decode()}"]
+                if BENCH_AUTH else [])
 P_BACKEND, P_SINK, P_STATIC = PORT_BASE + 80, PORT_BASE + 81, PORT_BASE + 82
 
 IMAGE = "library/app"
@@ -566,10 +571,19 @@ url = "http://127.0.0.1:{P_BACKEND}"
 
 [repositories.bench]
 backend = "b"
+{os.environ.get("DOCKGATE_REPO_EXTRA", "")}
 
 [metrics]
 address = "off"
-"""
+""" + extra_toml()
+
+
+def extra_toml():
+    path = os.environ.get("DOCKGATE_EXTRA_TOML")
+    if not path:
+        return ""
+    with open(path) as f:
+        return "\n" + f.read()
 
 
 class Target:
@@ -633,7 +647,8 @@ def start_all(s, dockgate_bin):
 
 def curl(args, timeout):
     r = sh(["curl", "-sS", "--cacert", os.path.join(CERTS, "ca.crt"), "-o", "/dev/null",
-            "-w", "%{json}\n%{header_json}", "--max-time", str(timeout), *args],
+            "-w", "%{json}\n%{header_json}", "--max-time", str(timeout),
+            *[a for h in AUTH_HEADERS for a in ("-H", h)], *args],
            timeout=timeout + 10, check=False)
     try:
         body, _, headers = r.stdout.partition("\n")
@@ -743,7 +758,7 @@ def percentile(values, q):
 
 
 def m_manifest_h1(t, s):
-    return wrk(t.url("/manifests/latest"), 64, DUR, [f"Accept: {ACCEPT}"])
+    return wrk(t.url("/manifests/latest"), 64, DUR, [f"Accept: {ACCEPT}", *AUTH_HEADERS])
 
 
 def m_manifest_h2(t, s):

@@ -13,6 +13,8 @@ APT_PACKAGES=(
   systemd                         # systemd-analyze for the unit checks
   dpkg-dev chromium               # scripts/package.sh (dpkg-shlibdeps); the status page test
   python3 python3-pip python3-cryptography   # hand-signed schema1 manifests (ES256)
+  protobuf-compiler               # protoc: the etcd client's gRPC code is generated at build time
+  etcd-server etcd-client haproxy # [cluster] tests: a real etcd cluster behind HAProxy
   nodejs                          # the SSO tests' OpenID provider (oidc-provider)
 )
 PIP_PACKAGES=(oras pytest requests h2 sslyze)

@@ -53,6 +53,9 @@ enum Command {
     /// Manage gateway users ([auth] htpasswd) and their API keys.
     #[command(subcommand)]
     User(UserCommand),
+    /// Several instances sharing runtime state in etcd ([cluster]).
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Find schema1 images stored behind the gateway and convert them in place.
     #[command(subcommand)]
     Schema1(dockgate::migrate::Schema1Command),
@@ -78,6 +81,22 @@ enum Command {
         /// Directory the pages are written to.
         #[arg(long, default_value = ".")]
         out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Print the etcd members, the leader, the revision and each member's lag.
+    Status {
+        /// Config file (TOML) with the [cluster] section.
+        #[arg(long, short, default_value = "/etc/dockgate/dockgate.toml")]
+        config: PathBuf,
+    },
+    /// Publish a new token signing key; the old ones are accepted until their tokens expire.
+    RotateKeys {
+        /// Config file (TOML) with the [cluster] section.
+        #[arg(long, short, default_value = "/etc/dockgate/dockgate.toml")]
+        config: PathBuf,
     },
 }
 
@@ -200,7 +219,10 @@ fn fail(e: impl std::fmt::Display) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    if !matches!(std::env::args_os().nth(1).as_deref(), Some(a) if a == "serve") {
+    // Commands that talk to etcd write to sockets with writev, which a
+    // closing peer would answer with SIGPIPE: they keep it ignored.
+    let networked = ["serve", "check", "cluster", "user"];
+    if !matches!(std::env::args_os().nth(1), Some(a) if networked.iter().any(|n| a == *n)) {
         quiet_on_closed_pipe();
     }
     // Called as docker-credential-dockgate (a link): the credential helper.
@@ -229,6 +251,9 @@ fn main() -> ExitCode {
         }
         Command::Check { config } => match dockgate::state::prepare(&config, Mode::Check) {
             Ok(p) => {
+                if let Err(e) = dockgate::state::cli::probe(&p.cfg) {
+                    return fail(e);
+                }
                 for w in dockgate::config::warnings(&p.cfg) {
                     eprintln!("dockgate: warning: {w}");
                 }
@@ -250,6 +275,7 @@ fn main() -> ExitCode {
         },
         Command::Cert(c) => cert(c),
         Command::User(u) => user(u),
+        Command::Cluster(c) => cluster(c),
         Command::Schema1(c) => dockgate::migrate::run(c),
         Command::Completions { shell } => {
             dockgate::docs::completions(Cli::command(), shell, &mut std::io::stdout());
@@ -314,11 +340,7 @@ fn user(u: UserCommand) -> ExitCode {
             }
         }
         UserCommand::RevokeKeys { name, config } => {
-            let auth = match auth_config(&config) {
-                Ok(a) => a,
-                Err(e) => return fail(e),
-            };
-            match dockgate::policy::auth::keys::revoke(&auth.state_dir, &name) {
+            match dockgate::state::cli::revoke_keys(&config, &name) {
                 Ok(g) => {
                     println!("{name}: API key and refresh tokens revoked (generation {g})");
                     ExitCode::SUCCESS
@@ -353,7 +375,7 @@ fn user(u: UserCommand) -> ExitCode {
                 )),
                 Ok(true) => {
                     // A user added again later must not get the old API key back.
-                    if let Err(e) = dockgate::policy::auth::keys::revoke(&auth.state_dir, &name) {
+                    if let Err(e) = dockgate::state::cli::revoke_keys(&config, &name) {
                         return fail(e);
                     }
                     println!("{name}: deleted from {}", auth.htpasswd.display());
@@ -362,6 +384,29 @@ fn user(u: UserCommand) -> ExitCode {
                 Err(e) => fail(e),
             }
         }
+    }
+}
+
+fn cluster(c: ClusterCommand) -> ExitCode {
+    match c {
+        ClusterCommand::Status { config } => match dockgate::state::cli::status(&config) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        ClusterCommand::RotateKeys { config } => match dockgate::state::cli::rotate_keys(&config) {
+            Ok((n, keep)) => {
+                println!(
+                    "token signing key rotated: {n} keys accepted; the previous ones until \
+                     their tokens expire ({} s)",
+                    keep.as_secs()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
     }
 }
 

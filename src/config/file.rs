@@ -23,6 +23,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub auth: Option<AuthFile>,
     #[serde(default)]
+    pub cluster: Option<super::cluster::ClusterFile>,
+    #[serde(default)]
     pub policy: super::policy::PolicyFile,
     #[serde(default)]
     pub cache: Option<CacheFile>,

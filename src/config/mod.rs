@@ -2,6 +2,7 @@
 //! domain types below. Errors name the file and the key.
 
 mod advice;
+pub mod cluster;
 mod file;
 pub mod overlap;
 pub mod policy;
@@ -9,6 +10,7 @@ mod sso;
 mod validate;
 
 pub use advice::warnings;
+pub use cluster::Cluster;
 pub use sso::{ClaimRule, JwksSource, ProviderKind, SsoProvider, Workload};
 pub use validate::{load, parse};
 
@@ -40,6 +42,8 @@ pub struct Config {
     pub log: Log,
     /// None: passthrough mode (backends authenticate clients themselves).
     pub auth: Option<Auth>,
+    /// None: runtime state in files (one instance).
+    pub cluster: Option<Cluster>,
     /// `[policy]`: read-only, networks, trusted proxies, rate limit.
     pub policy: policy::GlobalPolicy,
     /// `[cache]`: where content-addressed objects are kept on disk.

@@ -181,9 +181,16 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         Some(a) => Some(auth(&cx, a, &tls)?),
     };
 
+    let cluster = match &raw.cluster {
+        Some(c) => Some(super::cluster::validate(c, &|k, m| cx.err(k, m), &|p| {
+            cx.path(p)
+        })?),
+        None => None,
+    };
     let policy = policy::global(&raw.policy).map_err(|(k, m)| cx.err(k, m))?;
     Ok(Config {
         auth,
+        cluster,
         policy,
         path: path.to_path_buf(),
         server,

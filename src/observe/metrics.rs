@@ -28,6 +28,10 @@ pub struct Metrics {
     pub policy_refused: IntCounterVec,
     pub cert_expiry: GaugeVec,
     pub open_connections: IntGauge,
+    /// `[cluster]`: 1 while etcd answers.
+    pub cluster_connected: IntGauge,
+    /// `[cluster]`: seconds since etcd last answered (0 while connected).
+    pub cluster_state_age: prometheus::Gauge,
     pub cache: crate::cache::CacheMetrics,
 }
 
@@ -120,6 +124,14 @@ impl Metrics {
             "Established client connections on dockgate's listeners.",
         )?;
         registry.register(Box::new(open_connections.clone()))?;
+        let cluster_connected = IntGauge::new(
+            "dockgate_cluster_connected",
+            "1 while the cluster store (etcd) answers; 0 while serving the last state seen.",
+        )?;
+        let cluster_state_age = prometheus::Gauge::new(
+            "dockgate_cluster_state_age_seconds",
+            "Seconds since the cluster store last answered (0 while connected).",
+        )?;
         let build = IntGaugeVec::new(
             Opts::new("dockgate_build_info", "dockgate's version; always 1."),
             &["version"],
@@ -146,7 +158,18 @@ impl Metrics {
             policy_refused,
             cert_expiry,
             open_connections,
+            cluster_connected,
+            cluster_state_age,
         })
+    }
+
+    /// Exports the `[cluster]` gauges (only then: a single instance has no
+    /// cluster to be disconnected from).
+    pub fn register_cluster(&self) -> Result<(), prometheus::Error> {
+        self.registry
+            .register(Box::new(self.cluster_connected.clone()))?;
+        self.registry
+            .register(Box::new(self.cluster_state_age.clone()))
     }
 
     /// The text exposition format.

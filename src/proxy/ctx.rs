@@ -39,6 +39,8 @@ pub struct Ctx {
     pub pace: Option<Pace>,
     /// The client as limits and drains know it.
     pub who: String,
+    /// A `tags/list` body held to rename its image (see `tags_hold`).
+    pub tags_body: Option<bytes::BytesMut>,
 }
 
 impl Ctx {
@@ -64,6 +66,7 @@ impl Ctx {
             failure_status: None,
             pace: None,
             who: String::new(),
+            tags_body: None,
         }
     }
 

@@ -9,6 +9,7 @@ mod edits;
 mod log;
 mod manifest;
 pub mod respond;
+mod tags;
 mod transport;
 
 pub use crate::state::{Shared, Snapshot};
@@ -183,7 +184,8 @@ impl ProxyHttp for Gateway {
             pipeline::learn(&self.env(ctx), t, &ctx.who, resp.status.as_u16(), loc);
         }
         edits::downstream_response(resp, ctx)?;
-        self.check_answer(s, resp, ctx)
+        self.check_answer(s, resp, ctx)?;
+        tags::hold(s, resp, ctx)
     }
 
     fn response_body_filter(
@@ -196,6 +198,9 @@ impl ProxyHttp for Gateway {
         if let Some(replacement) = &ctx.replace_body {
             *body = if eos { Some(replacement.clone()) } else { None };
             return Ok(None);
+        }
+        if ctx.tags_body.is_some() {
+            tags::rename(body, eos, ctx);
         }
         // Returning a delay is pingora's way to pace a response body.
         let (Some(p), Some(b)) = (&ctx.pace, body.as_ref()) else {

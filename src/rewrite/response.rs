@@ -162,6 +162,11 @@ impl View {
 }
 
 impl View {
+    /// Whether client and backend name images differently.
+    pub fn renames_images(&self) -> bool {
+        self.client_prefix != self.name_prefix
+    }
+
     /// A `tags/list` body names the image as the backend does; the client
     /// asked for it by its own name. None: unchanged (not JSON of that shape,
     /// or a name outside the repository's prefix).

@@ -98,6 +98,28 @@ impl FileStore {
         })
     }
 
+    /// What `[auth] state_dir` holds, read only (nothing is created): for
+    /// the first instance of a new cluster to publish.
+    pub fn seed(dir: &Path) -> super::etcd::Seed {
+        let api_secret = std::fs::read_to_string(dir.join(keys::SECRET_FILE))
+            .ok()
+            .and_then(|t| super::etcd::mirror::unb64(&t));
+        let token_key = dir
+            .join(token::KEY_FILE)
+            .exists()
+            .then(|| token::load_or_create(dir).ok())
+            .flatten();
+        let generations = std::fs::read_to_string(dir.join(keys::GENERATIONS_FILE))
+            .ok()
+            .and_then(|t| keys::parse_generations(&t).ok())
+            .unwrap_or_default();
+        super::etcd::Seed {
+            api_secret,
+            token_key,
+            generations,
+        }
+    }
+
     fn state_dir(&self) -> Result<&Path, StoreError> {
         self.state_dir
             .as_deref()

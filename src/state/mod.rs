@@ -6,6 +6,8 @@
 //! `Shared::new` / `reload` / `apply_edit` are the only places that build
 //! a snapshot. Runtime state goes through `store::StateStore`.
 
+pub mod cli;
+pub mod etcd;
 mod file;
 pub mod prepare;
 pub mod store;
@@ -39,7 +41,10 @@ pub enum StateError {
 
 /// One immutable view of config and runtime state.
 pub struct Snapshot {
+    /// The config file's settings with runtime repository settings over them.
     pub cfg: Arc<Config>,
+    /// The config file's settings alone.
+    pub base: Arc<Config>,
     pub peers: Peers,
     /// None: passthrough mode.
     pub auth: Option<Arc<Authenticator>>,
@@ -83,6 +88,8 @@ pub struct Shared {
     pub edge: crate::policy::EdgeState,
     /// A store shared between instances; None: files, per snapshot.
     shared_store: Option<Arc<dyn StateStore>>,
+    /// The same store, when it is etcd.
+    cluster: Option<Arc<etcd::EtcdStore>>,
     /// `[cache]`, opened at start (a reload does not move it).
     pub cache: std::sync::OnceLock<Arc<crate::cache::Cache>>,
 }
@@ -138,7 +145,8 @@ fn build(
             .map_err(|e| StateError::Config(format!("{file}: auth.state_dir: {e}")))?,
         ),
     };
-    let cfg = Arc::new(with_overrides(&p.cfg, &store.repo_overrides()));
+    let base = p.cfg.clone();
+    let cfg = Arc::new(with_overrides(&base, &store.repo_overrides()));
     let auth = match &cfg.auth {
         None => None,
         Some(a) => Some(Arc::new(
@@ -148,6 +156,7 @@ fn build(
     };
     Ok(Snapshot {
         cfg,
+        base,
         peers: p.peers,
         auth,
         hosts: p.hosts,
@@ -164,8 +173,33 @@ impl Shared {
         access_log: AccessLog,
     ) -> Result<Arc<Self>, StateError> {
         let kept = Kept::new().map_err(StateError::Config)?;
-        let snap = build(p, &kept, None)?;
-        Ok(Arc::new(Self {
+        let cluster = match &p.cfg.cluster {
+            Some(c) => {
+                let lockout = p.cfg.auth.as_ref().map(|a| a.lockout);
+                let seed = p
+                    .cfg
+                    .auth
+                    .as_ref()
+                    .map(|a| FileStore::seed(&a.state_dir))
+                    .unwrap_or_default();
+                if let Err(e) = metrics.register_cluster() {
+                    tracing::warn!(error = %e, "cluster metrics not exported");
+                }
+                let store = etcd::EtcdStore::start(
+                    c,
+                    seed,
+                    kept.limiter.clone(),
+                    metrics.clone(),
+                    lockout.unwrap_or(std::time::Duration::from_secs(60)),
+                )
+                .map_err(|e| StateError::Config(format!("{}: {e}", p.cfg.path.display())))?;
+                Some(store)
+            }
+            None => None,
+        };
+        let shared_store = cluster.clone().map(|c| c as Arc<dyn StateStore>);
+        let snap = build(p, &kept, shared_store.as_ref())?;
+        let shared = Arc::new(Self {
             current: ArcSwap::from_pointee(snap),
             connector: Connector::new(None),
             inflight: Arc::new(AtomicUsize::new(0)),
@@ -176,9 +210,37 @@ impl Shared {
             realms: Default::default(),
             kept,
             edge: Default::default(),
-            shared_store: None,
+            shared_store,
             cache: std::sync::OnceLock::new(),
-        }))
+            cluster,
+        });
+        if let Some(c) = &shared.cluster {
+            let weak = Arc::downgrade(&shared);
+            c.on_change(Box::new(move || {
+                if let Some(s) = weak.upgrade() {
+                    s.refresh();
+                }
+            }));
+            // Changes that landed between the first read and now.
+            shared.refresh();
+        }
+        Ok(shared)
+    }
+
+    /// Lays the store's repository settings over the config again (they
+    /// changed on another instance); everything else stays.
+    pub fn refresh(&self) {
+        self.current.rcu(|cur| {
+            let cfg = with_overrides(&cur.base, &cur.store.repo_overrides());
+            Snapshot {
+                cfg: Arc::new(cfg),
+                base: cur.base.clone(),
+                peers: cur.peers.clone(),
+                auth: cur.auth.clone(),
+                hosts: cur.hosts.clone(),
+                store: cur.store.clone(),
+            }
+        });
     }
 
     /// Re-reads the config file and swaps it in whole; on error the
@@ -192,11 +254,16 @@ impl Shared {
         let me = self.clone();
         tokio::task::spawn_blocking(move || {
             let path = me.snapshot().cfg.path.clone();
-            let snap = build(
-                prepare(&path, Mode::Serve)?,
-                &me.kept,
-                me.shared_store.as_ref(),
-            )?;
+            let p = prepare(&path, Mode::Serve)?;
+            if let Some(c) = &me.cluster {
+                if p.cfg.cluster != me.snapshot().base.cluster {
+                    tracing::warn!("[cluster] changes take effect at the next start");
+                }
+                if let Some(a) = &p.cfg.auth {
+                    c.set_lockout(a.lockout);
+                }
+            }
+            let snap = build(p, &me.kept, me.shared_store.as_ref())?;
             me.current.store(Arc::new(snap));
             Ok(())
         })

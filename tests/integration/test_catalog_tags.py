@@ -95,6 +95,8 @@ def test_tags_list(gateway, backend, unique, method, key):
     r = gateway.api(route).tags(route.name(name))
     assert r.status_code == 200, r.text
     assert sorted(r.json()["tags"]) == ["1.0", "1.1", "beta_2", "latest"]
+    # the image is named as the client named it, not as the backend stores it
+    assert r.json()["name"] == route.name(name), r.text
 
 
 def test_tags_list_unknown_image(gateway, unique):
