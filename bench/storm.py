@@ -27,6 +27,11 @@ P_NPLAIN = b.PORT_BASE + 51   # nginx plain
 P_NCACHE = b.PORT_BASE + 52   # nginx proxy_cache
 P_BACK = b.PORT_BASE + 53     # backend nginx (plain HTTP, access log on)
 STORM = os.path.join(b.RUN, "storm")
+# Which proxies (dockgate, plain, cached) and how many warm storms each (rows per round).
+STORM_TARGETS = os.environ.get("STORM_TARGETS", "dockgate,plain,cached").split(",")
+WARM_ROUNDS = b.env_int("WARM_ROUNDS", 1)
+# STORM_PERF=1: perf record of the proxy during its warm blob storms, into STORM/perf-<proxy>-<n>.data.
+STORM_PERF = os.environ.get("STORM_PERF") == "1"
 
 
 def backend_conf(manifest_digest):
@@ -184,8 +189,15 @@ def backend_requests(what):
         return 0
 
 
-def storm(target, pids, url, what, size, headers=()):
+def storm(target, pids, url, what, size, headers=(), perf_out=None):
     b.wait_quiet()
+    perf = None
+    if perf_out:
+        import subprocess
+        perf = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "499", "--call-graph", "dwarf,16384",
+                                 "-p", ",".join(map(str, pids)), "-o", perf_out],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
     before = backend_requests(what)
     rss = b.RssSampler(pids)
     rss.start()
@@ -194,6 +206,10 @@ def storm(target, pids, url, what, size, headers=()):
     res = h2load_h1(url, argv_headers)
     cpu = b.cpu_seconds(pids) - cpu0
     peak = rss.stop()
+    if perf:
+        import signal
+        perf.send_signal(signal.SIGINT)
+        perf.wait(timeout=120)
     total = CLIENTS * size
     return {"target": target, "what": what, "backend_requests": backend_requests(what) - before,
             "mb_s": total / res["time_s"] / 1e6, "time_s": res["time_s"],
@@ -233,8 +249,11 @@ def main():
     accept = "Accept: application/vnd.oci.image.manifest.v1+json"
     rows = []
     try:
-        for target, port in (("dockgate+cache", P_DGC), ("nginx plain", P_NPLAIN),
-                             ("nginx proxy_cache+lock", P_NCACHE)):
+        for key, target, port in (("dockgate", "dockgate+cache", P_DGC),
+                                  ("plain", "nginx plain", P_NPLAIN),
+                                  ("cached", "nginx proxy_cache+lock", P_NCACHE)):
+            if key not in STORM_TARGETS:
+                continue
             conf = os.path.join(STORM, f"{port}.conf")
             if target.startswith("dockgate"):
                 with open(conf, "w") as f:
@@ -248,9 +267,12 @@ def main():
                 p = start(f"storm-nginx-{name}", ["nginx", "-p", STORM, "-c", conf], port)
                 pids = [p.pid] + b.children_of(p.pid)
             base = f"https://127.0.0.1:{port}"
-            for phase in ("cold", "warm"):
+            for n, phase in enumerate(["cold"] + ["warm"] * WARM_ROUNDS):
                 b.log(f"{target}: {phase} storm, {CLIENTS} x {STORM_MIB} MiB blob")
-                r = storm(target, pids, base + blob_path, f"sha256:{hexd}", STORM_MIB * b.MiB)
+                perf_out = os.path.join(STORM, f"perf-{key}-{n}.data") \
+                    if STORM_PERF and phase == "warm" else None
+                r = storm(target, pids, base + blob_path, f"sha256:{hexd}", STORM_MIB * b.MiB,
+                          perf_out=perf_out)
                 r["phase"], r["object"] = phase, "blob"
                 rows.append(r)
                 b.log(f"  {r}")

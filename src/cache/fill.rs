@@ -89,6 +89,7 @@ impl Fill {
                         size,
                         content_type: content_type.to_string(),
                         metrics,
+                        spare: None,
                     })
                 }
                 Progress::Declined | Progress::Failed => return None,
@@ -114,6 +115,8 @@ pub struct Reader {
     pub size: u64,
     pub content_type: String,
     metrics: CacheMetrics,
+    /// The last chunk's buffer, back from `recycle`.
+    spare: Option<BytesMut>,
 }
 
 impl Reader {
@@ -125,6 +128,7 @@ impl Reader {
             size,
             content_type,
             metrics,
+            spare: None,
         }
     }
 
@@ -174,16 +178,48 @@ impl Reader {
         };
         let n = ((upto - self.pos) as usize).min(READ_CHUNK);
         let off = self.pos;
-        let buf = blocking(move || {
-            let mut buf = vec![0u8; n];
-            file.read_exact_at(&mut buf, off)
-                .map_err(|e| CacheError::Task(format!("reading cached object: {e}")))?;
-            Ok(buf)
-        })
-        .await?;
-        self.pos += n as u64;
-        Ok(Some(Bytes::from(buf)))
+        let mut buf = match self.spare.take() {
+            Some(b) => b,
+            None => BytesMut::zeroed(READ_CHUNK),
+        };
+        buf.resize(READ_CHUNK, 0);
+        buf.truncate(n);
+        // From the page cache without a thread hop; only bytes that are not
+        // in memory (or a file system without RWF_NOWAIT) go to the pool.
+        let got = read_nowait(&file, &mut buf, off);
+        let buf = if got > 0 {
+            buf.truncate(got);
+            buf
+        } else {
+            blocking(move || {
+                file.read_exact_at(&mut buf, off)
+                    .map_err(|e| CacheError::Task(format!("reading cached object: {e}")))?;
+                Ok(buf)
+            })
+            .await?
+        };
+        self.pos += buf.len() as u64;
+        Ok(Some(buf.freeze()))
     }
+
+    /// Hands back a chunk once it is sent: when nothing else holds it, its
+    /// buffer is reused for the next one (no fresh large allocation, no page
+    /// faults, no purge per chunk).
+    pub fn recycle(&mut self, chunk: Bytes) {
+        if let Ok(b) = chunk.try_into_mut() {
+            if b.capacity() >= READ_CHUNK {
+                self.spare = Some(b);
+            }
+        }
+    }
+}
+
+/// `preadv2(RWF_NOWAIT)`: what the page cache holds of `buf.len()` bytes at
+/// `off`, without waiting for the disk (0 when nothing was read that way).
+fn read_nowait(file: &File, buf: &mut [u8], off: u64) -> usize {
+    use rustix::io::{preadv2, ReadWriteFlags};
+    let mut bufs = [std::io::IoSliceMut::new(buf)];
+    preadv2(file, &mut bufs, off, ReadWriteFlags::NOWAIT).unwrap_or(0)
 }
 
 /// What the fetch ended in, for `finish`.
