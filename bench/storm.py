@@ -201,10 +201,12 @@ def storm(target, pids, url, what, size, headers=(), perf_out=None):
     before = backend_requests(what)
     rss = b.RssSampler(pids)
     rss.start()
-    cpu0 = b.cpu_seconds(pids)
+    cpu0, k0, s0 = b.cpu_seconds(pids), b.children_cpu(), b.system_busy_seconds()
     argv_headers = list(headers)
     res = h2load_h1(url, argv_headers)
     cpu = b.cpu_seconds(pids) - cpu0
+    client = b.children_cpu() - k0
+    other = max(0.0, b.system_busy_seconds() - s0 - cpu - client)
     peak = rss.stop()
     if perf:
         import signal
@@ -214,7 +216,7 @@ def storm(target, pids, url, what, size, headers=(), perf_out=None):
     return {"target": target, "what": what, "backend_requests": backend_requests(what) - before,
             "mb_s": total / res["time_s"] / 1e6, "time_s": res["time_s"],
             "cpu_s_per_gib": cpu / (total / b.GiB), "cpu_s": cpu, "peak_rss_mib": peak / 1024,
-            "succeeded": res["succeeded"]}
+            "succeeded": res["succeeded"], "client_cpu_s": client, "other_cpu_s": other}
 
 
 def h2load_h1(url, headers):
@@ -289,11 +291,12 @@ def main():
     print(f"pull storm: {CLIENTS} clients (h2load --h1, one request each), blob {STORM_MIB} MiB, "
           f"manifest {mlen} B, by digest; {os.cpu_count()} cores\n")
     print("| proxy | object | phase | backend requests | aggregate MB/s | proxy CPU-s per GiB "
-          "| proxy peak RSS |")
-    print("|---|---|---|---:|---:|---:|---:|")
+          "| proxy peak RSS | client / other CPU-s |")
+    print("|---|---|---|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['target']} | {r['object']} | {r['phase']} | {r['backend_requests']} "
-              f"| {r['mb_s']:,.0f} | {r['cpu_s_per_gib']:.2f} | {r['peak_rss_mib']:.1f} MiB |")
+              f"| {r['mb_s']:,.0f} | {r['cpu_s_per_gib']:.2f} | {r['peak_rss_mib']:.1f} MiB "
+              f"| {r['client_cpu_s']:.2f} / {r['other_cpu_s']:.2f} |")
 
 
 if __name__ == "__main__":
