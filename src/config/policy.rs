@@ -212,8 +212,8 @@ backend = "local"
                 "rate_limit = { requests_per_second = 1, pull_bytes_per_second = 0 }",
                 "repositories.r.rate_limit.pull_bytes_per_second:",
             ),
-            ("", "read_only = \"yes\"", "(syntax"),
-            ("[policy]\nread_onyl = true", "", "(syntax"),
+            ("", "read_only = \"yes\"", "repositories.r.read_only (line"),
+            ("[policy]\nread_onyl = true", "", "policy.read_onyl (line"),
         ];
         for (g, r, want) in cases {
             let e = check(g, r).unwrap_err();

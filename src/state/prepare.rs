@@ -140,10 +140,7 @@ fn ensure_certs(
     opts.ips = g.ips.clone();
     opts.dns = g.dns.clone();
     opts.detect = g.detect;
-    opts.key_type = g
-        .key_type
-        .parse()
-        .map_err(|e: crate::tls::TlsError| e.to_string())?;
+    opts.key_type = g.key_type;
     if let Some(d) = g.days {
         opts.days = d;
     }
