@@ -229,6 +229,7 @@ fn run_prepared(path: &Path, mut p: crate::state::Prepared) -> Result<(), String
         shared,
         path: path.to_path_buf(),
         grace: cfg.server.grace_period,
+        drain_delay: cfg.server.drain_delay,
     };
     server.run(RunArgs {
         shutdown_signal: Box::new(signals),
@@ -296,6 +297,7 @@ struct Signals {
     shared: Arc<Shared>,
     path: PathBuf,
     grace: Duration,
+    drain_delay: Duration,
 }
 
 impl Signals {
@@ -359,6 +361,19 @@ impl ShutdownSignalWatch for Signals {
                 _ = hup.recv() => self.reload().await,
                 _ = quit.recv() => return ShutdownSignal::GracefulUpgrade,
                 _ = term.recv() => {
+                    self.shared.draining.store(true, Ordering::SeqCst);
+                    if !self.drain_delay.is_zero() {
+                        // Still accepting: a connection the balancer sent before its
+                        // check saw the 503 is served, not reset in the accept queue.
+                        tracing::info!(delay_seconds = self.drain_delay.as_secs(), "SIGTERM: health answers 503; listeners close after the delay");
+                        tokio::select! {
+                            _ = tokio::time::sleep(self.drain_delay) => {}
+                            _ = int.recv() => {
+                                self.shared.access_log.flush();
+                                return ShutdownSignal::FastShutdown;
+                            }
+                        }
+                    }
                     tracing::info!(grace_seconds = self.grace.as_secs(), "SIGTERM: no new connections; draining");
                     self.exit_when_drained();
                     return ShutdownSignal::GracefulTerminate;

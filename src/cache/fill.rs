@@ -14,8 +14,11 @@ use tokio::sync::watch;
 
 use super::rules::Digest;
 
-/// Bytes hashed and written per blocking call, and read per chunk sent.
+/// Bytes hashed and written per blocking call.
 const CHUNK: usize = 256 << 10;
+/// Bytes read per chunk sent: each reader holds about twice this (the
+/// chunk and its TLS records), so 100 readers stay within ~25 MiB.
+const READ_CHUNK: usize = 128 << 10;
 /// Manifests are capped like everywhere else in dockgate.
 const MANIFEST_LIMIT: u64 = 4 << 20;
 
@@ -169,7 +172,7 @@ impl Reader {
                 }
             },
         };
-        let n = ((upto - self.pos) as usize).min(CHUNK);
+        let n = ((upto - self.pos) as usize).min(READ_CHUNK);
         let off = self.pos;
         let buf = blocking(move || {
             let mut buf = vec![0u8; n];

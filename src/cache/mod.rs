@@ -316,10 +316,18 @@ impl Cache {
     }
 }
 
+/// Cache file work in flight at once: a storm of readers would otherwise
+/// grow tokio's blocking pool to one thread (stack, allocator cache) each.
+static BLOCKING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(8);
+
 /// Runs blocking file work off the worker threads.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, CacheError> + Send + 'static,
 ) -> Result<T, CacheError> {
+    let _permit = BLOCKING
+        .acquire()
+        .await
+        .map_err(|e| CacheError::Task(e.to_string()))?;
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| CacheError::Task(e.to_string()))?

@@ -80,6 +80,9 @@ pub struct ServerFile {
     pub threads: Option<usize>,
     pub grace_period_seconds: Option<u64>,
     pub graceful_shutdown_timeout_seconds: Option<u64>,
+    /// On SIGTERM: seconds of answering 503 at `/_dockgate/health` while
+    /// still accepting, before the listeners close.
+    pub drain_delay_seconds: Option<u64>,
     pub runtime_dir: Option<String>,
     /// Extra names (or IPs) clients may use in `Host`, beyond the
     /// certificates' names, listener addresses and subdomains.

@@ -102,6 +102,8 @@ pub struct Server {
     pub threads: usize,
     pub grace_period: Duration,
     pub graceful_shutdown_timeout: Duration,
+    /// SIGTERM → health 503 for this long, listeners still open → close.
+    pub drain_delay: Duration,
     pub runtime_dir: PathBuf,
     /// Extra `Host` names clients may use (`[server] public_hosts`).
     pub public_hosts: Vec<String>,

@@ -82,6 +82,15 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         graceful_shutdown_timeout: Duration::from_secs(
             raw.server.graceful_shutdown_timeout_seconds.unwrap_or(5),
         ),
+        drain_delay: match raw.server.drain_delay_seconds {
+            Some(n) if n > 300 => {
+                return Err(cx.err(
+                    "server.drain_delay_seconds",
+                    format!("{n}: at most 300 (a balancer notices a failing check in seconds)"),
+                ))
+            }
+            n => Duration::from_secs(n.unwrap_or(0)),
+        },
         runtime_dir: cx.path(raw.server.runtime_dir.as_deref().unwrap_or("/run/dockgate")),
         public_hosts: public_hosts(&cx, &raw.server.public_hosts)?,
         limits: client_limits(&cx, &raw.server)?,

@@ -8,6 +8,7 @@ pub mod aql;
 pub mod catalog;
 pub mod credentials;
 pub mod docker_config;
+pub mod health;
 pub mod ping;
 pub mod realm;
 pub mod repository_api;
@@ -26,9 +27,14 @@ use std::sync::Arc;
 /// Largest form or JSON body an own endpoint reads.
 pub const SMALL_BODY: usize = 64 << 10;
 
+/// The path a balancer's HTTP health check asks.
+pub const HEALTH_PATH: &str = "/_dockgate/health";
+
 /// An endpoint dockgate answers itself, chosen by path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Own {
+    /// `/_dockgate/health` (a balancer's check).
+    Health,
     /// `/_dockgate/realm/<backend>/<path>` (passthrough only).
     Realm(String),
     /// `/v2/token` (with `[auth]`).
@@ -51,6 +57,7 @@ impl Own {
             return Some(Own::Realm(rest.to_string()));
         }
         match path {
+            HEALTH_PATH => return Some(Own::Health),
             "/v2/token" if auth_on => return Some(Own::Token),
             "/v2/auth" | "/v1/auth" if auth_on => return Some(Own::DockerConfig),
             "/api/search/aql" | "/artifactory/api/search/aql" => return Some(Own::Aql),
@@ -72,7 +79,7 @@ impl Own {
         match self {
             Own::Realm(_) | Own::Token => Operation::Token,
             Own::DockerConfig => Operation::Auth,
-            Own::Aql | Own::RepositoryApi(_) | Own::Sso => Operation::Other,
+            Own::Health | Own::Aql | Own::RepositoryApi(_) | Own::Sso => Operation::Other,
         }
     }
 }
@@ -132,6 +139,7 @@ pub async fn handle(own: Own, env: &Env<'_>, req: &Request<'_>, notes: &mut Note
     notes.operation = Some(own.operation());
     notes.repo_label = crate::observe::metrics::NO_REPO.into();
     match own {
+        Own::Health => health::handle(env, &req.head.method),
         Own::Realm(rest) => realm::handle(env, req, &rest),
         Own::Token => token::handle(env, req, notes).await,
         Own::DockerConfig => docker_config::handle(env, req, notes).await,
@@ -172,6 +180,9 @@ mod tests {
             ),
             ("/v2/docker-local/app/manifests/v1", true, None),
             ("/v2/", true, None),
+            ("/_dockgate/health", false, Some(Own::Health)),
+            ("/_dockgate/health", true, Some(Own::Health)),
+            ("/_dockgate/health/", true, None),
             ("/login", true, Some(Own::Sso)),
             ("/login/corp/callback", true, Some(Own::Sso)),
             ("/user/revoke", true, Some(Own::Sso)),

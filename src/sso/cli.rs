@@ -74,7 +74,15 @@ async fn login(a: LoginArgs) -> Result<(), LoginError> {
             }
         }
     };
-    let start: Value = super::http::json(c.post(format!("{base}/login/{provider}/device"))).await?;
+    let start: Value =
+        match super::http::json(c.post(format!("{base}/login/{provider}/device"))).await {
+            Ok(v) => v,
+            Err(e) if e.oauth_error() == Some("unsupported_grant_type") => {
+                let (user, token) = loopback(&c, &base, &provider).await?;
+                return finish(&host, &user, &token);
+            }
+            Err(e) => return Err(e.into()),
+        };
     let s = |k: &str| {
         start
             .get(k)
@@ -117,28 +125,8 @@ async fn login(a: LoginArgs) -> Result<(), LoginError> {
         .await;
         match r {
             Ok(v) => {
-                let token = v.get("refresh_token").and_then(Value::as_str).unwrap_or("");
-                let user = v.get("user").and_then(Value::as_str).unwrap_or("");
-                if token.is_empty() {
-                    return Err(LoginError::Refused("the gateway returned no token".into()));
-                }
-                let path = helper::store_path();
-                helper::store(
-                    &path,
-                    helper::Creds {
-                        server_url: host.clone(),
-                        username: helper::TOKEN_USER.into(),
-                        secret: token.into(),
-                    },
-                )?;
-                eprintln!(
-                    "Signed in to {host} as {user}; the token is in {}.",
-                    path.display()
-                );
-                eprintln!(
-                    "Let docker, podman and skopeo use it: in ~/.docker/config.json (or the containers auth.json) set\n  \"credHelpers\": {{ \"{host}\": \"dockgate\" }}\nwith docker-credential-dockgate (a link to dockgate) on the PATH."
-                );
-                return Ok(());
+                let (user, token) = token_of(&v)?;
+                return finish(&host, &user, &token);
             }
             Err(e) => match e.oauth_error() {
                 Some("authorization_pending") => continue,
@@ -147,4 +135,90 @@ async fn login(a: LoginArgs) -> Result<(), LoginError> {
             },
         }
     }
+}
+
+fn token_of(v: &Value) -> Result<(String, String), LoginError> {
+    let token = v.get("refresh_token").and_then(Value::as_str).unwrap_or("");
+    let user = v.get("user").and_then(Value::as_str).unwrap_or("");
+    if token.is_empty() {
+        return Err(LoginError::Refused("the gateway returned no token".into()));
+    }
+    Ok((user.to_string(), token.to_string()))
+}
+
+/// Stores the refresh token for the helper and says how to use it.
+fn finish(host: &str, user: &str, token: &str) -> Result<(), LoginError> {
+    let path = helper::store_path();
+    helper::store(
+        &path,
+        helper::Creds {
+            server_url: host.to_string(),
+            username: helper::TOKEN_USER.into(),
+            secret: token.to_string(),
+        },
+    )?;
+    eprintln!(
+        "Signed in to {host} as {user}; the token is in {}.",
+        path.display()
+    );
+    eprintln!(
+        "Let docker, podman and skopeo use it: in ~/.docker/config.json (or the containers auth.json) set\n  \"credHelpers\": {{ \"{host}\": \"dockgate\" }}\nwith docker-credential-dockgate (a link to dockgate) on the PATH."
+    );
+    Ok(())
+}
+
+/// The browser sign-in ends with a redirect to this listener carrying a
+/// one-time code, which the gateway exchanges for a refresh token.
+async fn loopback(
+    c: &reqwest::Client,
+    base: &str,
+    provider: &str,
+) -> Result<(String, String), LoginError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let io = |e: std::io::Error| LoginError::Runtime(format!("loopback listener: {e}"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(io)?;
+    let port = listener.local_addr().map_err(io)?.port();
+    let state = super::seal::random_token();
+    eprintln!(
+        "The provider has no device flow. To sign in, open this in a browser on this machine:\n  {base}/login/{provider}?cli_port={port}&cli_state={state}"
+    );
+    let wait = async {
+        loop {
+            let (mut sock, _) = listener.accept().await.map_err(io)?;
+            let mut buf = vec![0u8; 16 << 10];
+            let n = sock.read(&mut buf).await.map_err(io)?;
+            let head = String::from_utf8_lossy(&buf[..n]).to_string();
+            let target = head.split_whitespace().nth(1).unwrap_or("").to_string();
+            let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+            let q: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect();
+            let get = |k: &str| q.iter().find(|(x, _)| x == k).map(|(_, v)| v.clone());
+            let ok = get("state").is_some_and(|s| super::seal::same(&s, &state));
+            let body = if ok {
+                "Signed in: you can close this window and go back to the terminal."
+            } else {
+                "This is dockgate login's listener; it waits for the sign-in to finish."
+            };
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = sock.write_all(resp.as_bytes()).await;
+            if let (true, Some(code)) = (ok, get("code")) {
+                return Ok::<String, LoginError>(code);
+            }
+        }
+    };
+    let code = tokio::time::timeout(Duration::from_secs(600), wait)
+        .await
+        .map_err(|_| LoginError::Refused("no sign-in within 10 minutes".into()))??;
+    let v: Value = super::http::json(
+        c.post(format!("{base}/login/cli/token"))
+            .form(&[("code", code.as_str())]),
+    )
+    .await?;
+    token_of(&v)
 }

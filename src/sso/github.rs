@@ -96,10 +96,22 @@ impl Github {
         self.identity(c, access_token(&v)?).await
     }
 
+    /// GitHub's device flow, when the app has it enabled (an Enterprise
+    /// host without it answers 404 or `device_flow_disabled`).
     pub async fn device_start(&self, c: &reqwest::Client) -> Result<Value, ProviderError> {
-        Ok(self
+        match self
             .oauth(c, "/login/device/code", &[("scope", SCOPE)])
-            .await?)
+            .await
+        {
+            Ok(v) => Ok(v),
+            Err(e)
+                if matches!(e, HttpError::Status { status: 404, .. })
+                    || e.oauth_error() == Some("device_flow_disabled") =>
+            {
+                Err(ProviderError::NoDeviceFlow)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     pub async fn device_poll(

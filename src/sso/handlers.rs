@@ -2,8 +2,10 @@
 //! value out. `GET /login` (providers), `GET /login/<p>` (start: state,
 //! nonce, PKCE in a signed cookie), `GET /login/<p>/callback` (all checked,
 //! then the user is admitted and a session cookie set), `GET /user` (the
-//! page), `POST /user/revoke`, `POST /logout`, and the device flow for
-//! `dockgate login`: `POST /login/<p>/device`, `POST /login/device/token`.
+//! page), `POST /user/revoke`, `POST /logout`, and for `dockgate login`
+//! the device flow (`POST /login/<p>/device`, `POST /login/device/token`)
+//! or, where the provider has none, the loopback redirect
+//! (`GET /login/<p>?cli_port=N&cli_state=S` … `POST /login/cli/token`).
 
 use super::{now, pages, seal, Protocol, ProviderError, Sso};
 use crate::policy::auth::Authenticator;
@@ -16,6 +18,8 @@ pub const LOGIN_COOKIE: &str = "dockgate_login";
 /// Short-lived: the page only shows the key; docker keeps using that.
 const SESSION_TTL: u64 = 900;
 const LOGIN_TTL: u64 = 600;
+/// The one-time code handed to `dockgate login`'s loopback listener.
+const CLI_CODE_TTL: u64 = 120;
 
 pub struct Request<'a> {
     pub method: &'a http::Method,
@@ -103,6 +107,16 @@ struct LoginCookie {
     state: String,
     nonce: String,
     verifier: String,
+    /// `dockgate login` waiting on 127.0.0.1:port, and its own state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cli: Option<(u16, String)>,
+}
+
+/// What the loopback listener gets, and spends once at `/login/cli/token`.
+#[derive(Serialize, Deserialize)]
+struct CliCode {
+    user: String,
+    id: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -155,6 +169,7 @@ pub async fn handle(auth: &Authenticator, sso: &Arc<Sso>, r: Request<'_>) -> Res
             Response::html(200, pages::providers(&list))
         }
         (_, true, ["login", "device", "token"]) => device_token(auth, sso, &r).await,
+        (_, true, ["login", "cli", "token"]) => cli_token(auth, sso, &r),
         (true, _, ["login", p]) => start(sso, &r, p).await,
         (true, _, ["login", p, "callback"]) => callback(auth, sso, &r, p).await,
         (_, true, ["login", p, "device"]) => device_start(sso, p).await,
@@ -172,11 +187,21 @@ async fn start(sso: &Sso, r: &Request<'_>, p: &str) -> Response {
     let Some(provider) = sso.providers.get(p) else {
         return Response::error_page(404, &format!("no sign-in provider {p:?}"));
     };
+    let q = form(r.query.as_bytes());
+    let cli = match (field(&q, "cli_port"), field(&q, "cli_state")) {
+        (None, _) => None,
+        (Some(port), Some(st)) if !st.is_empty() && st.len() <= 128 => match port.parse::<u16>() {
+            Ok(n) if n >= 1024 => Some((n, st.to_string())),
+            _ => return Response::error_page(400, "cli_port: a port number from 1024"),
+        },
+        _ => return Response::error_page(400, "cli_port needs cli_state"),
+    };
     let c = LoginCookie {
         p: p.to_string(),
         state: seal::random_token(),
         nonce: seal::random_token(),
         verifier: seal::random_token(),
+        cli,
     };
     let challenge = seal::pkce_challenge(&c.verifier);
     let uri = redirect_uri(r.host, p);
@@ -254,6 +279,24 @@ async fn callback(auth: &Authenticator, sso: &Arc<Sso>, r: &Request<'_>, p: &str
         Err(why) => return Response::error_page(403, &why),
     };
     tracing::info!(user = %user, provider = p, "signed in");
+    if let Some((port, cli_state)) = &c.cli {
+        // Back to `dockgate login` on this machine's loopback (RFC 8252).
+        let code = CliCode {
+            user,
+            id: seal::random_token(),
+        };
+        let sealed = sso.sealer.seal("cli", &code, now(), CLI_CODE_TTL);
+        let q = form_urlencoded::Serializer::new(String::new())
+            .append_pair("code", &sealed)
+            .append_pair("state", cli_state)
+            .finish();
+        return Response::redirect(&format!("http://127.0.0.1:{port}/?{q}")).cookie(
+            LOGIN_COOKIE,
+            "",
+            "/login",
+            0,
+        );
+    }
     let session = sso.sealer.seal("session", &user, now(), SESSION_TTL);
     Response::redirect("/user")
         .cookie(LOGIN_COOKIE, "", "/login", 0)
@@ -302,7 +345,11 @@ fn user_page(auth: &Authenticator, sso: &Sso, r: &Request<'_>) -> Response {
     let key = auth.api_key(&user);
     let view = pages::UserView {
         user: &user,
-        provider: rec.as_ref().map(|u| u.provider.as_str()).unwrap_or(""),
+        provider: rec
+            .as_ref()
+            .and_then(|u| sso.providers.get(&u.provider))
+            .map(|p| p.cfg.display_name.as_str())
+            .unwrap_or(""),
         email: rec.as_ref().map(|u| u.email.as_str()).unwrap_or(""),
         groups: sso.memberships.of(&user).into_iter().collect(),
         host: r.host,
@@ -323,6 +370,31 @@ async fn revoke(auth: &Authenticator, sso: &Sso, r: &Request<'_>) -> Response {
             Response::redirect("/user")
         }
         Err(e) => Response::error_page(500, &format!("keys not revoked: {e}")),
+    }
+}
+
+/// `dockgate login`'s loopback listener got a code: a refresh token for it, once.
+fn cli_token(auth: &Authenticator, sso: &Sso, r: &Request<'_>) -> Response {
+    let f = form(r.body);
+    let code: CliCode = match field(&f, "code").map(|c| sso.sealer.open("cli", c, now())) {
+        Some(Ok(c)) => c,
+        Some(Err(seal::SealError::Expired)) => {
+            return Response::json(400, json!({"error": "expired_token"}))
+        }
+        _ => return Response::json(400, json!({"error": "invalid_grant"})),
+    };
+    if !sso.first_use(&code.id) {
+        return Response::json(
+            400,
+            json!({"error": "invalid_grant", "error_description": "code already used"}),
+        );
+    }
+    match auth.issue_refresh(&code.user) {
+        Ok(t) => Response::json(200, json!({"user": code.user, "refresh_token": t})),
+        Err(e) => Response::json(
+            500,
+            json!({"error": "server_error", "error_description": e}),
+        ),
     }
 }
 

@@ -76,6 +76,9 @@ pub struct Shared {
     pub connector: Connector,
     /// Requests in flight, for draining on SIGTERM.
     pub inflight: Arc<AtomicUsize>,
+    /// Set on SIGTERM: `/_dockgate/health` answers 503 so a balancer's
+    /// check moves new connections elsewhere before the listeners close.
+    pub draining: std::sync::atomic::AtomicBool,
     pub metrics: Arc<Metrics>,
     pub access_log: AccessLog,
     /// Serialises reloads and runtime edits.
@@ -206,6 +209,7 @@ impl Shared {
             current: ArcSwap::from_pointee(snap),
             connector: Connector::new(None),
             inflight: Arc::new(AtomicUsize::new(0)),
+            draining: std::sync::atomic::AtomicBool::new(false),
             metrics,
             access_log,
             reload_lock: tokio::sync::Mutex::new(()),

@@ -49,9 +49,16 @@ class CacheSetup:
         return sum(1 for line in self.registry.log_text().splitlines() if pat.search(line))
 
     def objects(self):
-        return {p.name: p.stat().st_size
-                for p in (self.cache_dir / "objects" / "sha256").glob("*")
-                if not p.name.endswith(".meta")}
+        """Stored objects and their sizes; one evicted while this lists it is gone."""
+        out = {}
+        for p in (self.cache_dir / "objects" / "sha256").glob("*"):
+            if p.name.endswith(".meta"):
+                continue
+            try:
+                out[p.name] = p.stat().st_size
+            except FileNotFoundError:
+                pass
+        return out
 
     def metrics(self):
         return samples_of(self.metrics_port)

@@ -105,7 +105,8 @@ def cluster(tmp_path_factory, dockgate_binary, pki, registry):
                             "block_schema1_push": True}},
                 auth={"htpasswd": str(htpasswd), "admins": ["admin"], "max_failures": 3,
                       "lockout_seconds": 30, "token_ttl_seconds": 300},
-                metrics_port=free_port(), server={"grace_period_seconds": 60})
+                metrics_port=free_port(),
+                server={"grace_period_seconds": 60, "drain_delay_seconds": 2})
             cfg["cluster"] = {"etcd": etcd.urls, "ca": str(etcd.pki.ca_crt),
                               "cert": str(etcd.pki.client_crt),
                               "key": str(etcd.pki.client_key), "prefix": "/dockgate-tests/"}
@@ -369,27 +370,49 @@ def _complete(cluster, client_env, tmp_path, p, img, auth, image, via, retry=Fal
     assert r.status_code == 200 and r.headers["Docker-Content-Digest"] == img.digest
 
 
+def _restart_if_stopping(gw, signalled):
+    """Leaves the cluster whole for the next test, whatever this one did."""
+    if signalled:
+        gw.proc.wait(timeout=90)
+    if gw.proc.poll() is not None:
+        gw.start()
+
+
 def test_sigterm_drains_while_new_connections_go_elsewhere(cluster, client_env, tmp_path):
-    """SIGTERM on B during an upload through it: the upload finishes, B exits, and the
-    balancer's TCP check already sends new connections to A."""
+    """SIGTERM on B during an upload through it: B's health check answers 503 at once
+    while B still accepts for drain_delay_seconds, so no new connection is reset; the
+    upload finishes, B exits, and new connections land on A."""
     a, b = cluster.gws
-    p, img, auth = _push_through(cluster, client_env, tmp_path, "drained", "b")
-    b.proc.send_signal(signal.SIGTERM)
-    # New connections land on A at once (B's listeners are closed).
-    for _ in range(4):
-        r = cluster.session().get(f"https://{cluster.haproxy.hostport}/v2/",
-                                  auth=("alice", USERS["alice"]), timeout=10)
-        assert r.status_code == 200, r.text
-    _complete(cluster, client_env, tmp_path, p, img, auth, "drained", a)
-    assert b.proc.wait(timeout=60) == 0
-    b.start()
+    signalled = False
+    try:
+        p, img, auth = _push_through(cluster, client_env, tmp_path, "drained", "b")
+        b.proc.send_signal(signal.SIGTERM)
+        signalled = True
+        s = cluster.session()
+        health = s.get(f"{cluster.base(b)}/_dockgate/health", timeout=10)
+        assert health.status_code == 503 and health.json() == {"status": "draining"}
+        assert s.get(f"{cluster.base(a)}/_dockgate/health", timeout=10).status_code == 200
+        # Every new connection through the balancer is served, before and after the
+        # listeners close (the balancer has moved off B by then).
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 3.5:
+            r = cluster.session().get(f"https://{cluster.haproxy.hostport}/v2/",
+                                      auth=("alice", USERS["alice"]), timeout=10)
+            assert r.status_code == 200, r.text
+            time.sleep(0.1)
+        _complete(cluster, client_env, tmp_path, p, img, auth, "drained", a)
+        assert b.proc.wait(timeout=60) == 0
+    finally:
+        _restart_if_stopping(b, signalled)
 
 
 def test_sigkill_during_a_push_the_retry_lands_on_the_other(cluster, client_env, tmp_path):
     """The 200 MB variant of this is `KILL=1 bench/cluster.sh`; here a 30 MB layer."""
     a, b = cluster.gws
-    p, img, auth = _push_through(cluster, client_env, tmp_path, "killed", "a")
-    a.proc.send_signal(signal.SIGKILL)
-    a.proc.wait()
-    _complete(cluster, client_env, tmp_path, p, img, auth, "killed", b, retry=True)
-    a.start()
+    try:
+        p, img, auth = _push_through(cluster, client_env, tmp_path, "killed", "a")
+        a.proc.send_signal(signal.SIGKILL)
+        a.proc.wait()
+        _complete(cluster, client_env, tmp_path, p, img, auth, "killed", b, retry=True)
+    finally:
+        _restart_if_stopping(a, True)

@@ -29,7 +29,7 @@ import pytest
 import requests
 
 from dgtest import images
-from dgtest.gateway import Gateway
+from dgtest.gateway import REPO_ROOT, Gateway
 from dgtest.oidc import Browser, OidcProvider, device_approve, forms_of, text_of
 from dgtest.ops import (access_log_lines, auth_gateway_config, b64url, docker_login,
                         find_secrets, gateway_logs, jwt_es256, new_p256_key, write_htpasswd)
@@ -410,6 +410,37 @@ def test_device_flow_helper_and_group_removal(sso, dockgate_binary, client_env, 
     assert gone.returncode != 0
 
 
+def test_dockgate_login_loopback_where_no_device_flow(sso, dockgate_binary, tmp_path):
+    """The GitHub stand-in serves no device flow: `dockgate login` falls back to a browser
+    sign-in that ends on its listener on 127.0.0.1."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
+           "DOCKGATE_CREDENTIALS": str(tmp_path / "creds.json")}
+    p = subprocess.Popen([str(dockgate_binary), "login", sso.hostport, "--provider", "gh",
+                          "--ca", sso.ca], env=env, stderr=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    lines, url = [], None
+    for line in p.stderr:
+        lines.append(line)
+        if "/login/gh?cli_port=" in line:
+            url = line.strip()
+            break
+    assert url, "".join(lines)
+    page = sso.browser().get(url)
+    assert page.status_code == 200 and "Signed in" in page.text, page.text
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, "".join(lines) + err
+    stored = json.loads((tmp_path / "creds.json").read_text())[sso.hostport]
+    assert stored["Username"] == "<token>"
+    sso.secrets.append(stored["Secret"])
+    r = requests.post(sso.base + "/v2/token", verify=sso.ca, timeout=30,
+                      data={"grant_type": "refresh_token", "service": SERVICE,
+                            "refresh_token": stored["Secret"], "client_id": "t",
+                            "scope": "repository:apps/x:push,pull"})
+    assert r.status_code == 200, r.text
+    claims = json.loads(base64.urlsafe_b64decode(r.json()["token"].split(".")[1] + "=="))
+    assert claims["sub"] == "octo" and sorted(claims["access"][0]["actions"]) == ["pull", "push"]
+
+
 # Workload tokens ---------------------------------------------------------------------------
 def workload_jwt(key, kid="ci-1", **over):
     now = int(time.time())
@@ -460,6 +491,45 @@ def test_github_kind_against_stand_in(sso):
     assert text_of(page.text, "groups") == "devs"
     assert sso.users_file()["octo"]["provider"] == "gh"
     sso.secrets.append(key_from_page(page.text))
+
+
+# The page in a real browser ----------------------------------------------------------------
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+                  "--ignore-certificate-errors", "--virtual-time-budget=20000"]
+
+
+def chromium(args, profile, timeout=120):
+    exe = shutil.which("chromium")
+    if not exe:
+        pytest.fail("chromium is not installed (scripts/install-deps.sh installs it)")
+    return subprocess.run([exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_sign_in_page_in_headless_chromium(sso, tmp_path):
+    """Chromium follows the whole flow (the provider's login form submits itself), lands on
+    the user page with the session cookie, and renders it; the screenshot is kept."""
+    sso.idp.state["autologin"] = {"login": "ben", "password": "ben-pw-1"}
+    sso.idp._write()
+    try:
+        profile = tmp_path / "chromium"
+        p = chromium(["--dump-dom", sso.base + "/login/corp"], profile)
+    finally:
+        del sso.idp.state["autologin"]
+        sso.idp._write()
+    dom = p.stdout
+    assert 'Signed in as <span id="user">ben</span>' in dom, (dom[:2000], p.stderr[-2000:])
+    assert '<dd id="groups">readers</dd>' in dom
+    shot = tmp_path / "sso-user-page.png"
+    p = chromium([f"--screenshot={shot}", "--window-size=1100,1300", sso.base + "/user"],
+                 profile)
+    assert shot.is_file() and shot.stat().st_size > 10_000, p.stdout + p.stderr
+    keep = REPO_ROOT / "target" / "test-artifacts"
+    keep.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shot, keep / "sso-user-page.png")
+    print(f"sign-in page screenshot: {keep / 'sso-user-page.png'}")
 
 
 # Operations --------------------------------------------------------------------------------

@@ -86,6 +86,11 @@ fn errors_name_file_and_key() {
         ("[tls]", "[server]\nthreads = 0\n[tls]", "server.threads"),
         (
             "[tls]",
+            "[server]\ndrain_delay_seconds = 301\n[tls]",
+            "server.drain_delay_seconds: 301: at most 300",
+        ),
+        (
+            "[tls]",
             "[metrics]\naddress = \"127.0.0.1:5443\"\n[tls]",
             "metrics.address: 127.0.0.1:5443 is also a [[listen]] address",
         ),

@@ -99,3 +99,26 @@ def test_passthrough_forwards_only_the_advertised_token_request(dockgate, token_
                              verify=ca, timeout=30)
         assert_refused(r)
     assert seen.requests() == [], seen.requests()
+
+
+def test_health_says_only_its_state_and_reaches_no_backend(dockgate, registry_factory, unique):
+    """/_dockgate/health (the balancer's check, issue 13) is anonymous on every listener,
+    answers only GET/HEAD, tells nothing but serving/draining, and forwards nothing."""
+    app = app_setup(dockgate, registry_factory, unique("health"))
+    seen = BackendLog(app.one)
+    for method in ("path", "port"):
+        base = app.route(method, "team-a").base
+        r = requests.get(f"{base}/_dockgate/health", verify=app.ca, timeout=30)
+        assert r.status_code == 200 and r.json() == {"status": "serving"}, r.text
+        assert requests.head(f"{base}/_dockgate/health", verify=app.ca,
+                             timeout=30).status_code == 200
+        for verb in ("POST", "PUT", "DELETE", "PATCH"):
+            r = requests.request(verb, f"{base}/_dockgate/health", data=b"x", verify=app.ca,
+                                 timeout=30)
+            assert_refused(r, 405)
+        # Anything under it is not the health endpoint, and not a way through either.
+        for path in ("/_dockgate/health/", "/_dockgate/health/../v2/_catalog",
+                     "/_dockgate/healthz", "/_dockgate/health%2f..%2fv2%2f_catalog"):
+            r = requests.get(f"{base}{path}", verify=app.ca, timeout=30)
+            assert r.status_code in (400, 404), (path, r.status_code, r.text)
+    assert seen.requests() == [], seen.requests()

@@ -166,7 +166,8 @@ class EtcdCluster:
 
 
 class HAProxy:
-    """TCP mode, round robin, a TCP connect health check every 300 ms."""
+    """TCP mode, round robin, an HTTPS check of /_dockgate/health every 300 ms (the
+    README's example): a draining instance answers 503 while it still accepts."""
 
     def __init__(self, directory, backends):
         self.dir = Path(directory)
@@ -174,7 +175,8 @@ class HAProxy:
         self.port = free_port()
         self.cfg = self.dir / "haproxy.cfg"
         servers = "\n".join(
-            f"    server {name} 127.0.0.1:{port} check inter 300ms fall 1 rise 2"
+            f"    server {name} 127.0.0.1:{port} check check-ssl verify none "
+            f"inter 300ms fall 1 rise 2"
             for name, port in backends.items())
         self.sock = self.dir / "admin.sock"
         self.cfg.write_text(f"""global
@@ -186,8 +188,8 @@ defaults
     timeout connect 2s
     timeout client 120s
     timeout server 120s
-    retries 2
-    option redispatch
+    retries 3
+    option redispatch 1
 
 frontend registry
     bind 127.0.0.1:{self.port}
@@ -195,6 +197,9 @@ frontend registry
 
 backend gateways
     balance roundrobin
+    option httpchk
+    http-check send meth GET uri /_dockgate/health ver HTTP/1.1 hdr Host 127.0.0.1
+    http-check expect status 200
 {servers}
 """)
         self.log_path = self.dir / "haproxy.log"

@@ -67,10 +67,16 @@ http.createServer(async (req, res) => {
     const details = await provider.interactionDetails(req, res);
     const uid = details.uid;
     if (req.method === 'GET' && details.prompt.name === 'login') {
+      // "autologin" in the state file: the page fills and submits itself, so a
+      // headless browser without a driver completes the flow.
+      const auto = state().autologin;
+      const script = auto ? `<script>const f = document.forms[0];
+f.login.value = ${JSON.stringify(auto.login)}; f.password.value = ${JSON.stringify(auto.password)};
+f.submit();</script>` : '';
       return page(res, 200, `<h1>Test IdP sign-in</h1>
 <form method="post" action="/interaction/${esc(uid)}/login">
 <input name="login" placeholder="user"><input name="password" type="password">
-<button type="submit">Sign in</button></form>`);
+<button type="submit">Sign in</button></form>${script}`);
     }
     if (req.method === 'POST' && m[2]) {
       const f = await body(req);
