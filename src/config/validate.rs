@@ -198,7 +198,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         })?),
         None => None,
     };
-    let policy = policy::global(&raw.policy).map_err(|(k, m)| cx.err(k, m))?;
+    let policy = policy::global(&raw.policy).map_err(|(k, e)| cx.err(k, e.to_string()))?;
     Ok(Config {
         auth,
         cluster,
@@ -519,7 +519,7 @@ fn repository(
             push_networks: &r.push_networks,
             rate_limit: r.rate_limit,
         })
-        .map_err(|(k, m)| cx.err(key(&k), m))?,
+        .map_err(|(k, e)| cx.err(key(&k), e.to_string()))?,
     })
 }
 
