@@ -393,7 +393,7 @@ fn cli_token(auth: &Authenticator, sso: &Sso, r: &Request<'_>) -> Response {
         Ok(t) => Response::json(200, json!({"user": code.user, "refresh_token": t})),
         Err(e) => Response::json(
             500,
-            json!({"error": "server_error", "error_description": e}),
+            json!({"error": "server_error", "error_description": e.to_string()}),
         ),
     }
 }
@@ -515,7 +515,7 @@ async fn device_token(auth: &Authenticator, sso: &Arc<Sso>, r: &Request<'_>) -> 
         }
         Err(e) => Response::json(
             500,
-            json!({"error": "server_error", "error_description": e}),
+            json!({"error": "server_error", "error_description": e.to_string()}),
         ),
     }
 }

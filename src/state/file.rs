@@ -35,8 +35,8 @@ impl Entry {
     }
 }
 
-fn parse_area(text: &str) -> Result<Area, String> {
-    serde_json::from_str(text).map_err(|e| e.to_string())
+fn parse_area(text: &str) -> Result<Area, serde_json::Error> {
+    serde_json::from_str(text)
 }
 
 fn unix_now() -> u64 {
@@ -52,7 +52,7 @@ pub struct FileStore {
     state_dir: Option<PathBuf>,
     generations: Option<Watched<BTreeMap<String, u64>>>,
     secrets: Arc<Secrets>,
-    areas: Mutex<HashMap<String, Arc<Watched<Area>>>>,
+    areas: Mutex<HashMap<String, Arc<Watched<Area, serde_json::Error>>>>,
     /// Serialises this process's writes to area files.
     writes: Arc<Mutex<()>>,
 }
