@@ -18,10 +18,12 @@ enum Ev {
 }
 use Ev::{Local, Remote};
 
+/// (why, requests per second, burst, [(ms, event)])
+type Case<'a> = (&'a str, f64, u32, &'a [(u64, Ev)]);
+
 #[test]
 fn local_and_remote_consumption_make_one_decision() {
-    // (why, requests per second, burst, [(ms, event)])
-    let cases: &[(&str, f64, u32, &[(u64, Ev)])] = &[
+    let cases: &[Case] = &[
         (
             "a client on one instance only gets its whole burst",
             5.0,
@@ -220,7 +222,12 @@ fn batches_round_trip_and_foreign_values_are_ignored() {
     let b = batch(&[("*|user:alice", 2, 0), ("repo|addr:10.0.0.1", 0, 99)]);
     assert_eq!(Batch::decode(&b.encode()), Some(b));
     for bad in [&b"not json"[..], b"[]", b"{\"k\":{\"x\":5}}", b""] {
-        assert_eq!(Batch::decode(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        assert_eq!(
+            Batch::decode(bad),
+            None,
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
     }
 }
 
