@@ -64,7 +64,9 @@ impl EtcdStore {
     async fn publish(self: Arc<Self>, ledger: Arc<Ledger>) {
         let key = self.full(&usage_key(&self.instance));
         let mut lease = None;
-        let mut last = Instant::now() - INTERVAL;
+        let mut last = Instant::now()
+            .checked_sub(INTERVAL)
+            .unwrap_or_else(Instant::now);
         loop {
             ledger.wait().await;
             tokio::time::sleep_until(last + INTERVAL).await;
