@@ -287,6 +287,17 @@ impl Shared {
             }));
             // Changes that landed between the first read and now.
             shared.refresh();
+            let weak = Arc::downgrade(&shared);
+            c.share_rate_limits(
+                shared.edge.limiter.ledger(),
+                Box::new(move |batch| {
+                    let Some(s) = weak.upgrade() else { return 0 };
+                    let cfg = s.snapshot().cfg.clone();
+                    let rate_of = |k: &str| crate::pipeline::rate_of(&cfg, k);
+                    let now = std::time::Instant::now();
+                    crate::policy::rate_share::absorb(&s.edge.limiter, batch, rate_of, now)
+                }),
+            );
         }
         Ok(shared)
     }
