@@ -25,6 +25,9 @@ sed 's|/usr/local/bin/dockgate|/usr/bin/dockgate|g' systemd/dockgate.service >"$
 "$bin" completions zsh >"$out/completions/_dockgate"
 "$bin" completions fish >"$out/completions/dockgate.fish"
 "$bin" man --out "$out/man" >/dev/null
+# The credential helper is the same binary under another name (argv[0]): a
+# relative link, kept as a link by cargo-deb since "dockgate" is not beside it.
+ln -sfn dockgate "$out/docker-credential-dockgate"
 gzip -9n "$out"/man/*.1
 
 cargo deb --no-build --no-strip --quiet >"$out/deb-path"

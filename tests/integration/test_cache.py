@@ -220,5 +220,7 @@ def test_max_size_holds_under_more_than_fits(cache_setup):
             list(pool.map(fetch, blobs))
     assert sum(s.objects().values()) <= limit
     m = s.metrics()
-    assert metric(m, "dockgate_cache_evictions_total") >= 4
+    # At least one eviction; how many depends on timing: a fill that cannot reserve room
+    # while other fills are in flight streams through without being stored.
+    assert metric(m, "dockgate_cache_evictions_total") >= 1
     assert metric(m, "dockgate_cache_size_bytes") <= limit

@@ -19,6 +19,7 @@ import pytest
 import requests
 
 from dgtest import images
+from dgtest.client import error_codes
 from dgtest.cluster import EtcdCluster, HAProxy, have_cluster_tools
 from dgtest.gateway import Gateway
 from dgtest.ops import (auth_gateway_config, docker_login, metric, podman_login, samples_of,
@@ -37,6 +38,8 @@ SERVICE = "dockgate"
 PUSH_MIB = int(os.environ.get("DOCKGATE_CLUSTER_PUSH_MIB", "30"))
 # Within 1 s, plus room for a loaded 2-core machine.
 PROPAGATION = 2.5
+# Slow refill, so what a test sees is the burst (`limited` repository).
+LIMIT = {"requests_per_second": 0.2, "burst": 5}
 
 
 def poll(fn, timeout, every=0.05):
@@ -102,7 +105,9 @@ def cluster(tmp_path_factory, dockgate_binary, pki, registry):
                 registry.url,
                 {"shared": {"name_prefix": "cluster/", "read": ["alice", "bob"],
                             "write": ["alice", "bob"], "admin": ["admin"],
-                            "block_schema1_push": True}},
+                            "block_schema1_push": True},
+                 "limited": {"name_prefix": "limited/", "read": ["alice", "bob"],
+                             "rate_limit": LIMIT}},
                 auth={"htpasswd": str(htpasswd), "admins": ["admin"], "max_failures": 3,
                       "lockout_seconds": 30, "token_ttl_seconds": 300},
                 metrics_port=free_port(),
@@ -263,6 +268,52 @@ def test_two_admins_writing_at_once_lose_nothing(cluster):
         want = lambda gw: (cluster.settings(gw, "shared")["blockSchema1Push"] == push and
                            cluster.settings(gw, "shared")["blockSchema1Pull"] == pull)
         poll(lambda: want(a) and want(b), PROPAGATION)
+
+
+def test_rate_limit_is_one_limit_across_instances(cluster):
+    """Issue 12 item 5: a client alternating between A and B directly (no balancer)
+    gets one burst in all, not one per instance; a client that stays on A gets the
+    whole burst there, and B then knows it is spent."""
+    a, b = cluster.gws
+    s = cluster.session()
+    ports = {gw: gw.config["metrics"]["address"].rsplit(":", 1)[1] for gw in (a, b)}
+    before = {gw: samples_of(p) for gw, p in ports.items()}
+
+    def get(gw, user):
+        return s.get(f"{cluster.base(gw)}/v2/limited/app/tags/list",
+                     auth=(user, USERS[user]), timeout=10)
+
+    # Alternating, a request every 0.3 s: longer than one exchange (0.25 s at most).
+    answers = []
+    for i in range(12):
+        answers.append(get((a, b)[i % 2], "alice"))
+        time.sleep(0.3)
+    codes = [r.status_code for r in answers]
+    admitted = sum(c != 429 for c in codes)
+    print(f"alternating A/B: {codes}")
+    # The burst (5), plus at most one refill (0.2/s over ~4-6 s) and one of slack;
+    # per instance it would be 10 or more.
+    assert 5 <= admitted <= 7, codes
+    assert codes[:5].count(429) == 0, codes
+    limited = [r for r in answers if r.status_code == 429]
+    assert {r.url.split("/v2/")[0] for r in limited} == {cluster.base(a), cluster.base(b)}
+    for r in limited:
+        assert error_codes(r) == ["TOOMANYREQUESTS"] and int(r.headers["Retry-After"]) >= 1
+
+    # Sticky: bob only on A, back to back, gets the whole burst there (not half).
+    codes = [get(a, "bob").status_code for _ in range(7)]
+    assert codes.count(429) == 2 and 429 not in codes[:5], codes
+    # ... and B has been told: bob's first request there is refused too.
+    poll(lambda: get(b, "bob").status_code == 429, PROPAGATION, every=0.2)
+
+    after = {gw: samples_of(p) for gw, p in ports.items()}
+    for gw in (a, b):
+        delta = lambda name, **l: (metric(after[gw], name, **l) -
+                                   metric(before[gw], name, **l))
+        assert delta("dockgate_rate_limit_shared_keys_total", direction="published") > 0
+        assert delta("dockgate_rate_limit_shared_keys_total", direction="received") > 0
+        assert delta("dockgate_policy_refused_total", repository="limited",
+                     rule="rate_limit") > 0
 
 
 def test_leader_loss_writes_resume_reads_never_stop(cluster, client_env, tmp_path):

@@ -100,6 +100,9 @@ def test_package_contents(deb):
     missing = [e for e in EXPECTED if e not in paths]
     assert not missing, f"missing {missing}\n{listing}"
     assert re.search(r"^-rwxr-xr-x (root/root|0/0) .* \./usr/bin/dockgate$", listing, re.M), listing
+    # docker/podman/skopeo find the credential helper on PATH by this name.
+    assert re.search(r"^l\S+ .* \./usr/bin/docker-credential-dockgate -> dockgate$", listing,
+                     re.M), listing
     info = sh("dpkg-deb", "--info", deb).stdout
     assert "Package: dockgate" in info and "Depends:" in info, info
     # The config is a conffile: upgrades never overwrite an edited one.
@@ -134,6 +137,12 @@ def test_install_check_analyze_purge(deb, machine_lock, tmp_path):
         assert ": ok (" in p.stdout, p.stdout
         v = sh("/usr/bin/dockgate", "--version").stdout
         assert v.startswith("dockgate "), v
+        # The helper answers the credential-helper protocol (nothing stored: exit 1 with
+        # the protocol's message).
+        h = subprocess.run(["/usr/bin/docker-credential-dockgate", "get"],
+                           input=b"nowhere.example:1", capture_output=True,
+                           env={**os.environ, "DOCKGATE_CREDENTIALS": str(tmp_path / "c.json")})
+        assert h.returncode == 1 and b"credentials not found" in h.stdout, h
         assert "dockgate-cert" in sh("man", "-w", "dockgate-cert-generate",
                                      check=False).stdout or Path(
             "/usr/share/man/man1/dockgate-cert-generate.1.gz").is_file()
