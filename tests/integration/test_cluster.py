@@ -353,6 +353,9 @@ def test_etcd_down_serving_goes_on_admin_answers_503(cluster, client_env, tmp_pa
     hp = cluster.haproxy.hostport
     auth = tmp_path / "auth.json"
     assert skopeo_login(client_env, auth, hp, "alice", USERS["alice"]).returncode == 0
+    marks = a.log_marks()
+    limited = lambda gw: cluster.session().get(f"{cluster.base(gw)}/v2/limited/app/tags/list",
+                                               auth=("alice", USERS["alice"]), timeout=10)
     for m in cluster.etcd.members:
         cluster.etcd.stop_member(m)
     try:
@@ -367,6 +370,9 @@ def test_etcd_down_serving_goes_on_admin_answers_503(cluster, client_env, tmp_pa
             cluster.set(a, "shared", {"blockSchema1Pull": False})), 15, every=0.3)
         print(f"admin API answered 503 {took:.2f}s after etcd stopped")
         assert "cluster store unreachable" in r.text, r.text
+        # Rate limits fall back to per instance, and say so once.
+        assert limited(a).status_code in (404, 429)
+        poll(lambda: a.log_since(marks).count("rate limits are per instance") == 1, 10)
         samples = samples_of(a.config["metrics"]["address"].rsplit(":", 1)[1])
         assert metric(samples, "dockgate_cluster_connected") == 0
         poll(lambda: metric(samples_of(a.config["metrics"]["address"].rsplit(":", 1)[1]),
@@ -381,6 +387,13 @@ def test_etcd_down_serving_goes_on_admin_answers_503(cluster, client_env, tmp_pa
     poll(lambda: cluster.settings(b, "shared")["blockSchema1Pull"] is False, 10)
     port = a.config["metrics"]["address"].rsplit(":", 1)[1]
     poll(lambda: metric(samples_of(port), "dockgate_cluster_connected") == 1, 10)
+    # ... and rate-limit consumption travels again: B hears of A's next admitted request.
+    b_port = b.config["metrics"]["address"].rsplit(":", 1)[1]
+    received = lambda: metric(samples_of(b_port), "dockgate_rate_limit_shared_keys_total",
+                              direction="received")
+    seen = received()
+    poll(lambda: limited(a).status_code == 404 and received() > seen, 30, every=1)
+    assert "rate limits shared by the cluster again" in a.log_since(marks)
 
 
 def _push_through(cluster, client_env, tmp_path, image, on):
