@@ -180,7 +180,7 @@ fn build_secrets(m: &Mirror, now: u64) -> Result<Secrets, ClusterError> {
         .ok_or_else(|| bad("secrets/token-keys is missing or not JSON"))?;
     Ok(Secrets {
         api_keys: ApiKeys::new(&api),
-        tokens: Keyring::new(&keys.live(now)).map_err(|e| bad(&e))?,
+        tokens: Keyring::new(&keys.live(now)).map_err(|e| bad(&e.to_string()))?,
     })
 }
 
@@ -233,7 +233,7 @@ async fn ensure_secrets(
     client.txn(txn).await.map_err(unreachable)?;
     let key = match &seed.token_key {
         Some(k) => k.clone(),
-        None => token::generate_pkcs8().map_err(ClusterError::Invalid)?,
+        None => token::generate_pkcs8().map_err(|e| ClusterError::Invalid(e.to_string()))?,
     };
     create_if_absent(
         client,
@@ -727,7 +727,7 @@ pub async fn rotate_keys(c: &Cluster, keep: Duration) -> Result<usize, ClusterEr
     let mut client = connect::connect(c).await?;
     ensure_secrets(&mut client, &c.prefix, &Seed::default()).await?;
     let key = format!("{}{}", c.prefix, mirror::TOKEN_KEYS);
-    let new = token::generate_pkcs8().map_err(ClusterError::Invalid)?;
+    let new = token::generate_pkcs8().map_err(|e| ClusterError::Invalid(e.to_string()))?;
     let (v, _) = cas(&mut client, &key, None, &|cur| {
         let keys = cur.and_then(TokenKeys::parse).unwrap_or_default();
         Ok(keys.rotate(&new, unix_now(), keep.as_secs()).encode())
