@@ -1,9 +1,11 @@
 //! The dockgate command line: parse, call the library, map errors to exit codes.
 
 use clap::{CommandFactory, Parser, Subcommand};
-use dockgate::server;
-use dockgate::state::Mode;
-use dockgate::tls;
+use dockgate::admin::users::UserError;
+use dockgate::policy::auth::AuthError;
+use dockgate::server::{self, ServeError};
+use dockgate::state::{Mode, StateError};
+use dockgate::tls::{self, TlsError};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -213,21 +215,83 @@ fn sso_discovery(cfg: &dockgate::config::Config) -> Vec<String> {
     }
 }
 
+/// A runtime failure (exit 1).
 fn fail(e: impl std::fmt::Display) -> ExitCode {
-    eprintln!("dockgate: {e}");
-    ExitCode::FAILURE
+    fail_with(1, e)
 }
 
-/// Exit codes: 0 ok, 1 runtime failure, 2 usage or config error (clap's
-/// own usage errors are 2 too), 3 certificate problem.
-fn fail_prepare(e: &dockgate::state::StateError) -> ExitCode {
-    use dockgate::state::StateError;
+/// Exit codes (README "Exit codes"): 0 ok, 1 runtime failure, 2 usage or
+/// config error (clap's own usage errors are 2 too), 3 certificate problem.
+/// The `*_code` functions below choose by the error's variant.
+fn fail_with(code: u8, e: impl std::fmt::Display) -> ExitCode {
     eprintln!("dockgate: {e}");
-    ExitCode::from(match e {
-        StateError::Config(_) => 2,
-        StateError::Tls(_) => 3,
-        _ => 1,
-    })
+    ExitCode::from(code)
+}
+
+fn fail_state(e: &StateError) -> ExitCode {
+    fail_with(state_code(e), e)
+}
+
+fn state_code(e: &StateError) -> u8 {
+    match e {
+        StateError::Config(_)
+        | StateError::Backend { .. }
+        | StateError::NoHtpasswd { .. }
+        | StateError::StateDir { .. }
+        | StateError::NoAuth { .. }
+        | StateError::NoCluster { .. }
+        | StateError::Cluster { .. } => 2,
+        StateError::Auth { source, .. } => auth_code(source),
+        StateError::Tls { .. } => 3,
+        StateError::Kept(_) | StateError::Store(_) | StateError::Task(_) => 1,
+    }
+}
+
+/// A file the config names that does not parse or cannot be read is a
+/// config error; one that cannot be written, or a failure of the machine
+/// (randomness, hashing, the state store), is a runtime failure.
+fn auth_code(e: &AuthError) -> u8 {
+    match e {
+        AuthError::Write(_)
+        | AuthError::Store(_)
+        | AuthError::Bcrypt(_)
+        | AuthError::NoRandomness
+        | AuthError::KeyGeneration => 1,
+        _ => 2,
+    }
+}
+
+fn serve_code(e: &ServeError) -> u8 {
+    match e {
+        ServeError::Prepare(e) | ServeError::Start(e) => state_code(e),
+        ServeError::Certs { .. } => 3,
+        ServeError::Listen { .. }
+        | ServeError::NoListener { .. }
+        | ServeError::RuntimeDir { .. }
+        | ServeError::AccessLog { .. }
+        | ServeError::Metrics(_)
+        | ServeError::Cache { .. }
+        | ServeError::Tls(_) => 1,
+    }
+}
+
+fn tls_code(e: &TlsError) -> u8 {
+    match e {
+        TlsError::Config { source, .. } => tls_code(source),
+        TlsError::InvalidOptions(_)
+        | TlsError::InvalidConfig(_)
+        | TlsError::InvalidHost { .. }
+        | TlsError::Detect(_) => 2,
+        TlsError::Io { .. } | TlsError::Generate(_) | TlsError::KeyGeneration { .. } => 1,
+        _ => 3,
+    }
+}
+
+fn user_code(e: &UserError) -> u8 {
+    match e {
+        UserError::BadName(_) | UserError::EmptyPassword => 2,
+        UserError::Hash(_) | UserError::Read { .. } | UserError::File(_) => 1,
+    }
 }
 
 fn main() -> ExitCode {
@@ -258,14 +322,13 @@ fn main() -> ExitCode {
             init_logging();
             match server::serve(&config) {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(server::ServeError::Prepare(e)) => fail_prepare(&e),
-                Err(e) => fail(e),
+                Err(e) => fail_with(serve_code(&e), e),
             }
         }
         Command::Check { config } => match dockgate::state::prepare(&config, Mode::Check) {
             Ok(p) => {
                 if let Err(e) = dockgate::state::cli::probe(&p.cfg) {
-                    return fail(e);
+                    return fail_state(&e);
                 }
                 for w in dockgate::config::warnings(&p.cfg) {
                     eprintln!("dockgate: warning: {w}");
@@ -284,7 +347,7 @@ fn main() -> ExitCode {
                 );
                 ExitCode::SUCCESS
             }
-            Err(e) => fail_prepare(&e),
+            Err(e) => fail_state(&e),
         },
         Command::Cert(c) => cert(c),
         Command::User(u) => user(u),
@@ -306,16 +369,6 @@ fn main() -> ExitCode {
     }
 }
 
-fn auth_config(config: &std::path::Path) -> Result<dockgate::config::Auth, String> {
-    let cfg = dockgate::config::load(config).map_err(|e| e.to_string())?;
-    cfg.auth.ok_or_else(|| {
-        format!(
-            "{}: auth: no [auth] section, so dockgate has no users",
-            config.display()
-        )
-    })
-}
-
 fn user(u: UserCommand) -> ExitCode {
     match u {
         UserCommand::Add {
@@ -323,9 +376,9 @@ fn user(u: UserCommand) -> ExitCode {
             config,
             password_stdin,
         } => {
-            let auth = match auth_config(&config) {
+            let auth = match dockgate::state::cli::auth(&config) {
                 Ok(a) => a,
-                Err(e) => return fail(e),
+                Err(e) => return fail_state(&e),
             };
             let password = if password_stdin {
                 let mut line = String::new();
@@ -349,7 +402,7 @@ fn user(u: UserCommand) -> ExitCode {
                     println!("{name}: {what} in {}", auth.htpasswd.display());
                     ExitCode::SUCCESS
                 }
-                Err(e) => fail(e),
+                Err(e) => fail_with(user_code(&e), e),
             }
         }
         UserCommand::RevokeKeys { name, config } => {
@@ -358,13 +411,13 @@ fn user(u: UserCommand) -> ExitCode {
                     println!("{name}: API key and refresh tokens revoked (generation {g})");
                     ExitCode::SUCCESS
                 }
-                Err(e) => fail(e),
+                Err(e) => fail_state(&e),
             }
         }
         UserCommand::List { config } => {
-            let auth = match auth_config(&config) {
+            let auth = match dockgate::state::cli::auth(&config) {
                 Ok(a) => a,
-                Err(e) => return fail(e),
+                Err(e) => return fail_state(&e),
             };
             match dockgate::admin::users::list(&auth.htpasswd) {
                 Ok(names) => {
@@ -373,13 +426,13 @@ fn user(u: UserCommand) -> ExitCode {
                     }
                     ExitCode::SUCCESS
                 }
-                Err(e) => fail(e),
+                Err(e) => fail_with(user_code(&e), e),
             }
         }
         UserCommand::Delete { name, config } => {
-            let auth = match auth_config(&config) {
+            let auth = match dockgate::state::cli::auth(&config) {
                 Ok(a) => a,
-                Err(e) => return fail(e),
+                Err(e) => return fail_state(&e),
             };
             match dockgate::admin::users::delete(&auth.htpasswd, &name) {
                 Ok(false) => fail(format!(
@@ -389,12 +442,12 @@ fn user(u: UserCommand) -> ExitCode {
                 Ok(true) => {
                     // A user added again later must not get the old API key back.
                     if let Err(e) = dockgate::state::cli::revoke_keys(&config, &name) {
-                        return fail(e);
+                        return fail_state(&e);
                     }
                     println!("{name}: deleted from {}", auth.htpasswd.display());
                     ExitCode::SUCCESS
                 }
-                Err(e) => fail(e),
+                Err(e) => fail_with(user_code(&e), e),
             }
         }
     }
@@ -407,7 +460,7 @@ fn cluster(c: ClusterCommand) -> ExitCode {
                 print!("{text}");
                 ExitCode::SUCCESS
             }
-            Err(e) => fail(e),
+            Err(e) => fail_state(&e),
         },
         ClusterCommand::RotateKeys { config } => match dockgate::state::cli::rotate_keys(&config) {
             Ok((n, keep)) => {
@@ -418,20 +471,28 @@ fn cluster(c: ClusterCommand) -> ExitCode {
                 );
                 ExitCode::SUCCESS
             }
-            Err(e) => fail(e),
+            Err(e) => fail_state(&e),
         },
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+enum PasswordError {
+    #[error(
+        "no terminal to ask for the password on; pipe it in instead: \
+         printf '%s\\n' \"$PASSWORD\" | dockgate user add {0} --password-stdin …"
+    )]
+    NoTerminal(String),
+    #[error("the passwords differ")]
+    Differ,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
 /// Asks twice on the terminal, without echo.
-fn ask_password(name: &str) -> Result<String, String> {
+fn ask_password(name: &str) -> Result<String, PasswordError> {
     use std::io::IsTerminal;
-    let no_tty = || {
-        format!(
-            "no terminal to ask for the password on; pipe it in instead: \
-             printf '%s\\n' \"$PASSWORD\" | dockgate user add {name} --password-stdin …"
-        )
-    };
+    let no_tty = || PasswordError::NoTerminal(name.to_string());
     // rpassword reads /dev/tty; without one its error is "No such device or address".
     if std::fs::File::open("/dev/tty").is_err() && !std::io::stdin().is_terminal() {
         return Err(no_tty());
@@ -440,9 +501,9 @@ fn ask_password(name: &str) -> Result<String, String> {
     let again = rpassword::prompt_password("Again: ");
     match (first, again) {
         (Ok(a), Ok(b)) if a == b => Ok(a),
-        (Ok(_), Ok(_)) => Err("the passwords differ".into()),
+        (Ok(_), Ok(_)) => Err(PasswordError::Differ),
         (Err(e), _) | (_, Err(e)) if e.raw_os_error() == Some(6) => Err(no_tty()),
-        (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
+        (Err(e), _) | (_, Err(e)) => Err(e.into()),
     }
 }
 
@@ -463,7 +524,7 @@ fn cert(c: CertCommand) -> ExitCode {
             opts.detect = detect;
             opts.key_type = match key_type.parse() {
                 Ok(k) => k,
-                Err(e) => return fail(e),
+                Err(e) => return fail_with(2, e),
             };
             opts.days = days;
             let written = tls::generate(&opts).and_then(|r| {
@@ -476,7 +537,7 @@ fn cert(c: CertCommand) -> ExitCode {
                     println!("{r}\n{trust}");
                     ExitCode::SUCCESS
                 }
-                Err(e) => fail(e),
+                Err(e) => fail_with(tls_code(&e), e),
             }
         }
         CertCommand::Inspect { file, host } => match tls::inspect(&file, host.as_deref()) {
@@ -487,7 +548,7 @@ fn cert(c: CertCommand) -> ExitCode {
                     _ => ExitCode::SUCCESS,
                 }
             }
-            Err(e) => fail(e),
+            Err(e) => fail_with(tls_code(&e), e),
         },
     }
 }

@@ -81,21 +81,65 @@ impl BackgroundService for CertWatch {
 }
 
 /// Why `serve` stopped: the config or its certificates (before serving),
-/// or a failure while starting or running.
+/// or a failure while starting or running. `file` is the config file.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(transparent)]
     Prepare(#[from] crate::state::StateError),
+    /// A listen (or metrics) address that cannot be bound; `key` names it.
+    #[error("{file}: {key}: {source}")]
+    Listen {
+        file: String,
+        key: String,
+        #[source]
+        source: crate::listen_check::ListenError,
+    },
+    #[error("{file}: listen: none of the addresses can be bound")]
+    NoListener { file: String },
+    /// The certificates checked by `prepare` do not load into the store.
+    #[error("{file}: tls: {source}")]
+    Certs {
+        file: String,
+        #[source]
+        source: crate::tls::TlsError,
+    },
+    #[error("{file}: server.runtime_dir: {}: {source}", dir.display())]
+    RuntimeDir {
+        file: String,
+        dir: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: log.access_log: {}: {source}", log.display())]
+    AccessLog {
+        file: String,
+        log: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// Runtime state (stores, users, keys) that cannot be opened.
     #[error("{0}")]
-    Runtime(String),
+    Start(crate::state::StateError),
+    #[error("{file}: {source}")]
+    Cache {
+        file: String,
+        #[source]
+        source: crate::cache::CacheError,
+    },
+    /// pingora's TLS settings.
+    #[error("{0}")]
+    Tls(#[from] Box<pingora::Error>),
 }
 
 pub fn serve(path: &Path) -> Result<(), ServeError> {
     let p = prepare(path, Mode::Serve)?;
-    run_prepared(path, p).map_err(ServeError::Runtime)
+    run_prepared(path, p)
 }
 
-fn run_prepared(path: &Path, mut p: crate::state::Prepared) -> Result<(), String> {
+fn run_prepared(path: &Path, mut p: crate::state::Prepared) -> Result<(), ServeError> {
+    let file = path.display().to_string();
     for w in crate::config::warnings(&p.cfg) {
         tracing::warn!("{w}");
     }
@@ -106,14 +150,15 @@ fn run_prepared(path: &Path, mut p: crate::state::Prepared) -> Result<(), String
         eprintln!("{t}");
     }
     let store = Arc::new(
-        CertStore::new(p.certs.clone()).map_err(|e| format!("{}: tls: {e}", path.display()))?,
+        CertStore::new(p.certs.clone()).map_err(|source| ServeError::Certs {
+            file: file.clone(),
+            source,
+        })?,
     );
-    std::fs::create_dir_all(&cfg.server.runtime_dir).map_err(|e| {
-        format!(
-            "{}: server.runtime_dir: {}: {e}",
-            path.display(),
-            cfg.server.runtime_dir.display()
-        )
+    std::fs::create_dir_all(&cfg.server.runtime_dir).map_err(|source| ServeError::RuntimeDir {
+        file: file.clone(),
+        dir: cfg.server.runtime_dir.clone(),
+        source,
     })?;
 
     let conf = ServerConf {
@@ -137,24 +182,26 @@ fn run_prepared(path: &Path, mut p: crate::state::Prepared) -> Result<(), String
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let metrics = Arc::new(Metrics::new().map_err(|e| format!("metrics: {e}"))?);
+    let metrics = Arc::new(Metrics::new()?);
     let access_log =
-        AccessLog::open(cfg.log.format, cfg.log.access_log.as_deref()).map_err(|e| {
-            let file = cfg
-                .log
-                .access_log
-                .as_deref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default();
-            format!("{}: log.access_log: {file}: {e}", path.display())
+        AccessLog::open(cfg.log.format, cfg.log.access_log.as_deref()).map_err(|source| {
+            ServeError::AccessLog {
+                file: file.clone(),
+                log: cfg.log.access_log.clone().unwrap_or_default(),
+                source,
+            }
         })?;
     set_cert_expiry(&metrics, &store);
     p.cfg = cfg.clone();
-    let shared = Shared::new(p, metrics.clone(), access_log).map_err(|e| e.to_string())?;
+    let shared = Shared::new(p, metrics.clone(), access_log).map_err(ServeError::Start)?;
     let connections = Arc::new(Connections::default());
     if let Some(c) = &cfg.cache {
-        let cache = crate::cache::Cache::open(c, metrics.cache.clone())
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let cache = crate::cache::Cache::open(c, metrics.cache.clone()).map_err(|source| {
+            ServeError::Cache {
+                file: file.clone(),
+                source,
+            }
+        })?;
         let _ = shared.cache.set(cache);
     }
     if let Some(addr) = cfg.metrics.address {
@@ -205,7 +252,7 @@ fn run_prepared(path: &Path, mut p: crate::state::Prepared) -> Result<(), String
             .set_pre_tls_callback(Arc::new(crate::proxy::proxy_v2::ProxyV2 {
                 shared: shared.clone(),
             }));
-        let mut tls = TlsSettings::intermediate("", "").map_err(|e| e.to_string())?;
+        let mut tls = TlsSettings::intermediate("", "")?;
         tls.set_cert_resolver(store.clone());
         tls.enable_h2();
         // A 16 KiB write buffer sends a small answer's header and body as one
@@ -239,13 +286,17 @@ fn run_prepared(path: &Path, mut p: crate::state::Prepared) -> Result<(), String
 
 /// Fails at once on a taken address (pingora would retry for ~28 s, then
 /// lose the listener); drops `[::1]` listeners on a machine without IPv6.
-fn checked_listeners(cfg: &crate::config::Config) -> Result<crate::config::Config, String> {
+fn checked_listeners(cfg: &crate::config::Config) -> Result<crate::config::Config, ServeError> {
     use crate::listen_check::{probe, Probe};
     let mut cfg = cfg.clone();
     let file = cfg.path.display().to_string();
+    let listen = |key: String| {
+        let file = file.clone();
+        move |source| ServeError::Listen { file, key, source }
+    };
     let mut kept = Vec::new();
     for (i, l) in cfg.listeners.iter().enumerate() {
-        match probe(l.address).map_err(|e| format!("{file}: listen[{i}].address: {e}"))? {
+        match probe(l.address).map_err(listen(format!("listen[{i}].address")))? {
             Probe::Free => kept.push(l.clone()),
             Probe::NoIpv6 => tracing::warn!(
                 address = %l.address,
@@ -254,13 +305,11 @@ fn checked_listeners(cfg: &crate::config::Config) -> Result<crate::config::Confi
         }
     }
     if kept.is_empty() {
-        return Err(format!(
-            "{file}: listen: none of the addresses can be bound"
-        ));
+        return Err(ServeError::NoListener { file });
     }
     cfg.listeners = kept;
     if let Some(m) = cfg.metrics.address {
-        probe(m).map_err(|e| format!("{file}: metrics.address: {e}"))?;
+        probe(m).map_err(listen("metrics.address".into()))?;
     }
     Ok(cfg)
 }

@@ -10,6 +10,20 @@ use http::StatusCode;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
+/// Why a runtime edit of the config file failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EditError {
+    #[error("cannot parse config: {0}")]
+    Parse(#[from] toml_edit::TomlError),
+    #[error("repositories.{0} is not a table in the config file")]
+    NotATable(String),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
 /// The JSON a GET returns.
 pub fn describe(r: &Repository) -> serde_json::Value {
     serde_json::json!({
@@ -122,15 +136,13 @@ pub fn edits(r: &Repository, body: &[u8]) -> Result<Vec<(&'static str, bool)>, R
 }
 
 /// Applies edits to the TOML text, keeping comments and layout.
-pub fn apply(text: &str, key: &str, edits: &[(&str, bool)]) -> Result<String, String> {
-    let mut doc: toml_edit::DocumentMut = text
-        .parse()
-        .map_err(|e| format!("cannot parse config: {e}"))?;
+pub fn apply(text: &str, key: &str, edits: &[(&str, bool)]) -> Result<String, EditError> {
+    let mut doc: toml_edit::DocumentMut = text.parse()?;
     let repo = doc
         .get_mut("repositories")
         .and_then(|r| r.get_mut(key))
         .and_then(|r| r.as_table_like_mut())
-        .ok_or_else(|| format!("repositories.{key} is not a table in the config file"))?;
+        .ok_or_else(|| EditError::NotATable(key.to_string()))?;
     for (field, value) in edits {
         repo.insert(field, toml_edit::value(*value));
     }
@@ -139,7 +151,7 @@ pub fn apply(text: &str, key: &str, edits: &[(&str, bool)]) -> Result<String, St
 
 /// Writes `text` beside `path` (same directory, same mode) for checking
 /// before it replaces the config; `commit` renames it into place.
-pub fn stage(path: &Path, text: &str) -> Result<PathBuf, String> {
+pub fn stage(path: &Path, text: &str) -> Result<PathBuf, EditError> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
@@ -147,9 +159,13 @@ pub fn stage(path: &Path, text: &str) -> Result<PathBuf, String> {
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.dockgate-staged.toml"));
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| EditError::Io { path, source }
+    };
     let mode = std::fs::metadata(path)
         .map(|m| m.permissions())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(io(path))?;
     let res = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(text.as_bytes())?;
@@ -158,15 +174,18 @@ pub fn stage(path: &Path, text: &str) -> Result<PathBuf, String> {
     })();
     if let Err(e) = res {
         let _ = std::fs::remove_file(&tmp);
-        return Err(format!("{}: {e}", tmp.display()));
+        return Err(io(&tmp)(e));
     }
     Ok(tmp)
 }
 
-pub fn commit(staged: &Path, path: &Path) -> Result<(), String> {
-    std::fs::rename(staged, path).map_err(|e| {
+pub fn commit(staged: &Path, path: &Path) -> Result<(), EditError> {
+    std::fs::rename(staged, path).map_err(|source| {
         let _ = std::fs::remove_file(staged);
-        format!("{}: {e}", path.display())
+        EditError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     })
 }
 

@@ -3,12 +3,29 @@
 //! or logged. Edits keep comments, other users and the file's owner and mode.
 
 use crate::oci::names::is_valid_component;
-use crate::policy::auth::secret_file::may_replace;
-use crate::policy::auth::write_private;
-use std::path::Path;
+use crate::policy::auth::secret_file::{may_replace, write_private, SecretFileError};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    #[error("{0:?}: user names are letters, digits and . _ - @")]
+    BadName(String),
+    #[error("empty password")]
+    EmptyPassword,
+    #[error("cannot hash the password: {0}")]
+    Hash(#[from] bcrypt::BcryptError),
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Owner or write problems of the htpasswd file.
+    #[error(transparent)]
+    File(#[from] SecretFileError),
+}
 
 /// Adds or replaces `name` in the htpasswd file with a bcrypt hash.
-pub fn add(htpasswd: &Path, name: &str, password: &str) -> Result<bool, String> {
+pub fn add(htpasswd: &Path, name: &str, password: &str) -> Result<bool, UserError> {
     if name.is_empty()
         || name.contains([':', '\n', ' '])
         || !(is_valid_component(name)
@@ -16,14 +33,12 @@ pub fn add(htpasswd: &Path, name: &str, password: &str) -> Result<bool, String> 
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c)))
     {
-        return Err(format!(
-            "{name:?}: user names are letters, digits and . _ - @"
-        ));
+        return Err(UserError::BadName(name.to_string()));
     }
     if password.is_empty() {
-        return Err("empty password".into());
+        return Err(UserError::EmptyPassword);
     }
-    let hash = bcrypt::hash(password, bcrypt::DEFAULT_COST).map_err(|e| e.to_string())?;
+    let hash = bcrypt::hash(password, bcrypt::DEFAULT_COST)?;
     let text = read(htpasswd)?;
     let mut replaced = false;
     let mut lines: Vec<String> = text
@@ -47,12 +62,15 @@ pub fn add(htpasswd: &Path, name: &str, password: &str) -> Result<bool, String> 
 }
 
 /// The htpasswd text; a missing file has no users yet.
-fn read(htpasswd: &Path) -> Result<String, String> {
-    may_replace(htpasswd).map_err(|e| e.to_string())?;
+fn read(htpasswd: &Path) -> Result<String, UserError> {
+    may_replace(htpasswd)?;
     match std::fs::read_to_string(htpasswd) {
         Ok(t) => Ok(t),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-        Err(e) => Err(format!("{}: {e}", htpasswd.display())),
+        Err(source) => Err(UserError::Read {
+            path: htpasswd.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -65,7 +83,7 @@ fn user_of(line: &str) -> Option<&str> {
 }
 
 /// User names in file order.
-pub fn list(htpasswd: &Path) -> Result<Vec<String>, String> {
+pub fn list(htpasswd: &Path) -> Result<Vec<String>, UserError> {
     Ok(read(htpasswd)?
         .lines()
         .filter_map(user_of)
@@ -74,7 +92,7 @@ pub fn list(htpasswd: &Path) -> Result<Vec<String>, String> {
 }
 
 /// Removes `name`; false when there was no such user (the file is untouched).
-pub fn delete(htpasswd: &Path, name: &str) -> Result<bool, String> {
+pub fn delete(htpasswd: &Path, name: &str) -> Result<bool, UserError> {
     let text = read(htpasswd)?;
     let kept: Vec<&str> = text.lines().filter(|l| user_of(l) != Some(name)).collect();
     if kept.len() == text.lines().count() {

@@ -151,13 +151,13 @@ mod tests {
     use super::*;
     use std::path::Path;
 
-    fn check(c: ClusterFile) -> Result<Cluster, String> {
+    fn check(c: ClusterFile) -> Result<Cluster, ConfigError> {
         let err = |k: String, m: String| ConfigError {
             file: "f.toml".into(),
             key: k,
             message: m,
         };
-        validate(&c, &err, &|p: &str| Path::new("/etc/dockgate").join(p)).map_err(|e| e.key)
+        validate(&c, &err, &|p: &str| Path::new("/etc/dockgate").join(p))
     }
 
     fn plain(urls: &[&str]) -> ClusterFile {
@@ -186,17 +186,17 @@ mod tests {
             (plain(&["https://h:1"]), "cluster.ca"),
             (plain(&["http://h:1/v3"]), "cluster.etcd[0]"),
         ] {
-            assert_eq!(check(c).unwrap_err(), key);
+            assert_eq!(check(c).unwrap_err().key, key);
         }
         let mut c = plain(&["https://h:1"]);
         c.ca = Some("/nonexistent/ca.pem".into());
-        assert_eq!(check(c).unwrap_err(), "cluster.ca");
+        assert_eq!(check(c).unwrap_err().key, "cluster.ca");
         let mut c = plain(&["http://h:1"]);
         c.prefix = Some("dockgate".into());
-        assert_eq!(check(c).unwrap_err(), "cluster.prefix");
+        assert_eq!(check(c).unwrap_err().key, "cluster.prefix");
         let mut c = plain(&["https://h:1"]);
         c.ca = Some("/nonexistent/ca.pem".into());
         c.cert = Some("c.pem".into());
-        assert_eq!(check(c).unwrap_err(), "cluster.key");
+        assert_eq!(check(c).unwrap_err().key, "cluster.key");
     }
 }

@@ -52,7 +52,7 @@ pub struct AuthFile {
     /// htpasswd file (bcrypt or argon2 hashes).
     pub htpasswd: String,
     /// "bearer" (Docker token service, default) or "basic".
-    pub challenge: Option<String>,
+    pub challenge: Option<super::Challenge>,
     /// Token `service`/`aud`.
     pub service: Option<String>,
     pub token_ttl_seconds: Option<u64>,
@@ -109,7 +109,7 @@ pub struct TlsFile {
     pub dns: Vec<String>,
     #[serde(default)]
     pub detect: bool,
-    pub key_type: Option<String>,
+    pub key_type: Option<crate::tls::KeyType>,
     pub days: Option<u32>,
     /// Extra certificates chosen by SNI.
     #[serde(default)]
@@ -131,9 +131,29 @@ pub struct CertFile {
 #[serde(deny_unknown_fields)]
 pub struct ListenFile {
     pub address: String,
-    pub method: String,
+    pub method: MethodFile,
     pub base_domain: Option<String>,
     pub repository: Option<String>,
+}
+
+/// `[[listen]] method`; the domain `ListenMethod` carries the key that
+/// goes with it.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MethodFile {
+    Path,
+    Subdomain,
+    Port,
+}
+
+impl MethodFile {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MethodFile::Path => "path",
+            MethodFile::Subdomain => "subdomain",
+            MethodFile::Port => "port",
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -142,7 +162,7 @@ pub struct BackendFile {
     pub url: String,
     pub ca: Option<String>,
     pub v2_prefix: Option<String>,
-    pub kind: Option<String>,
+    pub kind: Option<super::BackendKind>,
     pub connect_timeout_seconds: Option<u64>,
     pub read_timeout_seconds: Option<u64>,
     pub write_timeout_seconds: Option<u64>,
@@ -157,7 +177,7 @@ pub struct BackendFile {
 pub struct RepositoryFile {
     pub backend: String,
     #[serde(rename = "type")]
-    pub kind: Option<String>,
+    pub kind: Option<super::RepoType>,
     pub name_prefix: Option<String>,
     pub block_schema1_push: Option<bool>,
     pub block_schema1_pull: Option<bool>,
@@ -198,6 +218,6 @@ pub struct MetricsFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogFile {
-    pub format: Option<String>,
+    pub format: Option<super::LogFormat>,
     pub access_log: Option<String>,
 }

@@ -56,7 +56,9 @@ pub struct CacheSettings {
     pub max_size: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Also the config value (`file.rs`): serde refuses any other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Challenge {
     Bearer,
     Basic,
@@ -152,7 +154,7 @@ pub struct Generate {
     pub ips: Vec<IpAddr>,
     pub dns: Vec<String>,
     pub detect: bool,
-    pub key_type: String,
+    pub key_type: crate::tls::KeyType,
     pub days: Option<u32>,
 }
 
@@ -176,7 +178,9 @@ pub struct Listener {
     pub method: ListenMethod,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Also the config value (`file.rs`): serde refuses any other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum BackendKind {
     Distribution,
     Artifactory,
@@ -210,7 +214,9 @@ impl Backend {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Also the config value (`file.rs`): serde refuses any other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum RepoType {
     Local,
     Remote,
@@ -261,7 +267,9 @@ pub struct Metrics {
     pub health_check_interval: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Also the config value (`file.rs`): serde refuses any other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Json,
     Logfmt,

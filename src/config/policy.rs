@@ -3,8 +3,8 @@
 //! `rate_limit`). Serde mirror and validation side by side; every error
 //! names its key.
 
-use crate::policy::immutable::TagPattern;
-use crate::policy::network::Networks;
+use crate::policy::immutable::{PatternError, TagPattern};
+use crate::policy::network::{NetworkError, Networks};
 use crate::policy::rate::Rate;
 use serde::Deserialize;
 use std::time::Duration;
@@ -77,22 +77,37 @@ pub struct RepoPolicy {
 pub const DEFAULT_DRAIN: Duration = Duration::from_secs(300);
 pub const DEFAULT_REASON: &str = "maintenance";
 
-/// (key suffix, message) of a validation failure.
-pub type Problem = (String, String);
+/// A policy key that does not validate.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    #[error(transparent)]
+    TagPattern(#[from] PatternError),
+    #[error("must be a number above 0 (leave rate_limit out for no limit)")]
+    RequestsPerSecond,
+    #[error("must be at least 1")]
+    Burst,
+    #[error("must be above 0 (leave it out for no limit)")]
+    PullBytesPerSecond,
+}
+
+/// The failing key (relative to `[policy]` or `[repositories.<key>]`) and why.
+pub type Problem = (String, PolicyError);
 
 pub fn global(p: &PolicyFile) -> Result<GlobalPolicy, Problem> {
-    let k = |s: &str| format!("policy.{s}");
     Ok(GlobalPolicy {
         read_only: read_only(p.read_only, p.read_only_reason.as_deref()),
         drain: p.drain_seconds.map_or(DEFAULT_DRAIN, Duration::from_secs),
-        allow_networks: Networks::parse(&p.allow_networks).map_err(|m| (k("allow_networks"), m))?,
+        allow_networks: Networks::parse(&p.allow_networks)
+            .map_err(|e| ("policy.allow_networks".into(), e.into()))?,
         trusted_proxies: Networks::parse(&p.trusted_proxies)
-            .map_err(|m| (k("trusted_proxies"), m))?,
+            .map_err(|e| ("policy.trusted_proxies".into(), e.into()))?,
         rate_limit: p
             .rate_limit
             .map(|r| rate(&r))
             .transpose()
-            .map_err(|(sub, m)| (k(&format!("rate_limit.{sub}")), m))?,
+            .map_err(|(k, e)| (format!("policy.{k}"), e))?,
     })
 }
 
@@ -104,19 +119,15 @@ pub fn repository(p: &RepoPolicyFile) -> Result<RepoPolicy, Problem> {
         .iter()
         .map(|t| TagPattern::parse(t))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|m| ("immutable_tags".to_string(), m))?;
+        .map_err(|e| ("immutable_tags".into(), e.into()))?;
     Ok(RepoPolicy {
         read_only: read_only(p.read_only, p.read_only_reason),
         immutable_tags,
         allow_networks: Networks::parse(p.allow_networks)
-            .map_err(|m| ("allow_networks".to_string(), m))?,
+            .map_err(|e| ("allow_networks".into(), e.into()))?,
         push_networks: Networks::parse(p.push_networks)
-            .map_err(|m| ("push_networks".to_string(), m))?,
-        rate_limit: p
-            .rate_limit
-            .map(|r| rate(&r))
-            .transpose()
-            .map_err(|(sub, m)| (format!("rate_limit.{sub}"), m))?,
+            .map_err(|e| ("push_networks".into(), e.into()))?,
+        rate_limit: p.rate_limit.map(|r| rate(&r)).transpose()?,
     })
 }
 
@@ -124,23 +135,24 @@ fn read_only(on: bool, reason: Option<&str>) -> Option<String> {
     on.then(|| reason.unwrap_or(DEFAULT_REASON).to_string())
 }
 
+/// The key is `rate_limit.<field>`.
 fn rate(r: &RateFile) -> Result<Rate, Problem> {
     if !(r.requests_per_second.is_finite() && r.requests_per_second > 0.0) {
         return Err((
-            "requests_per_second".into(),
-            "must be a number above 0 (leave rate_limit out for no limit)".into(),
+            "rate_limit.requests_per_second".into(),
+            PolicyError::RequestsPerSecond,
         ));
     }
     let burst = r
         .burst
         .unwrap_or_else(|| r.requests_per_second.ceil() as u32);
     if burst == 0 {
-        return Err(("burst".into(), "must be at least 1".into()));
+        return Err(("rate_limit.burst".into(), PolicyError::Burst));
     }
     if r.pull_bytes_per_second == Some(0) {
         return Err((
-            "pull_bytes_per_second".into(),
-            "must be above 0 (leave it out for no limit)".into(),
+            "rate_limit.pull_bytes_per_second".into(),
+            PolicyError::PullBytesPerSecond,
         ));
     }
     Ok(Rate {
@@ -154,7 +166,10 @@ fn rate(r: &RateFile) -> Result<Rate, Problem> {
 mod tests {
     use std::path::Path;
 
-    fn check(extra_global: &str, extra_repo: &str) -> Result<crate::config::Config, String> {
+    fn check(
+        extra_global: &str,
+        extra_repo: &str,
+    ) -> Result<crate::config::Config, crate::config::ConfigError> {
         let text = format!(
             r#"
 [tls]
@@ -171,7 +186,7 @@ backend = "local"
 {extra_repo}
 "#
         );
-        crate::config::parse(&text, Path::new("/x/d.toml")).map_err(|e| e.to_string())
+        crate::config::parse(&text, Path::new("/x/d.toml"))
     }
 
     #[test]
@@ -212,11 +227,11 @@ backend = "local"
                 "rate_limit = { requests_per_second = 1, pull_bytes_per_second = 0 }",
                 "repositories.r.rate_limit.pull_bytes_per_second:",
             ),
-            ("", "read_only = \"yes\"", "(syntax"),
-            ("[policy]\nread_onyl = true", "", "(syntax"),
+            ("", "read_only = \"yes\"", "repositories.r.read_only (line"),
+            ("[policy]\nread_onyl = true", "", "policy.read_onyl (line"),
         ];
         for (g, r, want) in cases {
-            let e = check(g, r).unwrap_err();
+            let e = check(g, r).unwrap_err().to_string();
             assert!(e.contains(want), "{g} {r}: {e}");
         }
     }

@@ -282,6 +282,7 @@ pub(super) fn workloads(
 
 #[cfg(test)]
 mod tests {
+    use super::ConfigError;
     use crate::config::{parse, JwksSource, ProviderKind};
     use std::path::Path;
 
@@ -300,12 +301,11 @@ backend = "local"
 htpasswd = "users"
 "#;
 
-    fn load(extra: &str) -> Result<crate::config::Config, String> {
+    fn load(extra: &str) -> Result<crate::config::Config, ConfigError> {
         parse(
             &format!("{BASE}{extra}"),
             Path::new("/etc/dockgate/dockgate.toml"),
         )
-        .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -375,7 +375,7 @@ rules = [{ claims = { repository = "acme/*" }, user = "ci-{repository}", groups 
             ("[auth.workload.w]\nissuer = \"i\"\njwks_file = \"f\"\naudience = \"a\"", "auth.workload.w.rules"),
         ];
         for (extra, want) in cases {
-            let e = load(extra).unwrap_err();
+            let e = load(extra).unwrap_err().to_string();
             assert!(
                 e.contains(want) && e.contains("dockgate.toml"),
                 "{extra}: {e}"

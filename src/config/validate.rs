@@ -1,6 +1,6 @@
 //! Turning the serde mirror into domain types. Every check names its key.
 
-use super::file::{BackendFile, FileConfig, ListenFile, RepositoryFile};
+use super::file::{BackendFile, FileConfig, ListenFile, MethodFile, RepositoryFile};
 use super::*;
 use crate::oci::names::{is_valid_component, is_valid_name};
 use std::net::ToSocketAddrs;
@@ -51,10 +51,21 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         dir
     };
     let cx = Ctx { file: &file, dir };
-    let raw: FileConfig = toml::from_str(text).map_err(|e| {
-        let span = e.span().map(|s| line_of(text, s.start)).unwrap_or_default();
-        cx.err(format!("(syntax{span})"), e.message().to_string())
-    })?;
+    // The path names the key of a wrong value or type, an unknown key or an
+    // unknown variant (the enums in `file.rs`); "." is a syntax error.
+    let raw: FileConfig =
+        serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| {
+            let key = e.path().to_string();
+            let e = e.into_inner();
+            let line = e.span().map(|s| line_of(text, s.start)).unwrap_or_default();
+            match key.as_str() {
+                "." => cx.err(format!("(syntax{line})"), e.message()),
+                _ => cx.err(
+                    format!("{key} ({})", line.trim_start_matches(", ")),
+                    e.message(),
+                ),
+            }
+        })?;
 
     let server = Server {
         threads: match raw.server.threads {
@@ -168,16 +179,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             access_log: None,
         },
         Some(l) => Log {
-            format: match l.format.as_deref().unwrap_or("json") {
-                "json" => LogFormat::Json,
-                "logfmt" => LogFormat::Logfmt,
-                other => {
-                    return Err(cx.err(
-                        "log.format",
-                        format!("{other:?}: expected \"json\" or \"logfmt\""),
-                    ))
-                }
-            },
+            format: l.format.unwrap_or(LogFormat::Json),
             access_log: match l.access_log.as_deref() {
                 None | Some("") | Some("-") | Some("stdout") => None,
                 Some(p) => Some(cx.path(p)),
@@ -196,7 +198,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         })?),
         None => None,
     };
-    let policy = policy::global(&raw.policy).map_err(|(k, m)| cx.err(k, m))?;
+    let policy = policy::global(&raw.policy).map_err(|(k, e)| cx.err(k, e.to_string()))?;
     Ok(Config {
         auth,
         cluster,
@@ -226,16 +228,7 @@ fn same_socket(a: SocketAddr, b: SocketAddr) -> bool {
 pub const RESERVED_KEYS: [&str; 2] = ["token", "auth"];
 
 fn auth(cx: &Ctx, a: &super::file::AuthFile, tls: &Tls) -> Result<Auth, ConfigError> {
-    let challenge = match a.challenge.as_deref().unwrap_or("bearer") {
-        "bearer" => Challenge::Bearer,
-        "basic" => Challenge::Basic,
-        other => {
-            return Err(cx.err(
-                "auth.challenge",
-                format!("{other:?}: expected \"bearer\" or \"basic\""),
-            ))
-        }
-    };
+    let challenge = a.challenge.unwrap_or(Challenge::Bearer);
     for (g, members) in &a.groups {
         if members.is_empty() {
             return Err(cx.err(
@@ -271,11 +264,9 @@ fn auth(cx: &Ctx, a: &super::file::AuthFile, tls: &Tls) -> Result<Auth, ConfigEr
     })
 }
 
+/// `, line N` of a byte offset (a span starting a line belongs to that line).
 fn line_of(text: &str, offset: usize) -> String {
-    let line = text
-        .get(..offset)
-        .map(|t| t.lines().count().max(1))
-        .unwrap_or(1);
+    let line = text.get(..offset).map_or(0, |t| t.matches('\n').count()) + 1;
     format!(", line {line}")
 }
 
@@ -303,15 +294,11 @@ fn tls(cx: &Ctx, raw: &FileConfig) -> Result<Tls, ConfigError> {
                 return Err(cx.err(format!("tls.dns[{i}]"), format!("{d:?} is not a DNS name")));
             }
         }
-        let key_type = t.key_type.clone().unwrap_or_else(|| "ecdsa-p256".into());
-        if let Err(e) = key_type.parse::<crate::tls::KeyType>() {
-            return Err(cx.err("tls.key_type", e.to_string()));
-        }
         Some(Generate {
             ips,
             dns: t.dns.clone(),
             detect: t.detect,
-            key_type,
+            key_type: t.key_type.unwrap_or_default(),
             days: t.days,
         })
     } else {
@@ -422,23 +409,11 @@ fn backend(cx: &Ctx, name: &str, b: &BackendFile) -> Result<Backend, ConfigError
             format!("{v2_prefix:?}: must start with '/' and not end with '/'"),
         ));
     }
-    let kind = match b
-        .kind
-        .as_deref()
-        .unwrap_or(if v2_prefix.starts_with("/artifactory/") {
-            "artifactory"
-        } else {
-            "distribution"
-        }) {
-        "distribution" => BackendKind::Distribution,
-        "artifactory" => BackendKind::Artifactory,
-        other => {
-            return Err(cx.err(
-                key("kind"),
-                format!("{other:?}: expected \"distribution\" or \"artifactory\""),
-            ))
-        }
-    };
+    let kind = b.kind.unwrap_or(if v2_prefix.starts_with("/artifactory/") {
+        BackendKind::Artifactory
+    } else {
+        BackendKind::Distribution
+    });
     let ca = match &b.ca {
         Some(_) if !tls => return Err(cx.err(key("ca"), "only meaningful for an https url")),
         Some(c) => Some(cx.path(c)),
@@ -508,16 +483,7 @@ fn repository(
             ),
         )
     })?;
-    let kind = match r.kind.as_deref().unwrap_or("local") {
-        "local" => RepoType::Local,
-        "remote" => RepoType::Remote,
-        other => {
-            return Err(cx.err(
-                key("type"),
-                format!("{other:?}: expected \"local\" or \"remote\""),
-            ))
-        }
-    };
+    let kind = r.kind.unwrap_or(RepoType::Local);
     let name_prefix = match r.name_prefix.as_deref().unwrap_or("") {
         "" => String::new(),
         p => {
@@ -553,7 +519,7 @@ fn repository(
             push_networks: &r.push_networks,
             rate_limit: r.rate_limit,
         })
-        .map_err(|(k, m)| cx.err(key(&k), m))?,
+        .map_err(|(k, e)| cx.err(key(&k), e.to_string()))?,
     })
 }
 
@@ -568,9 +534,9 @@ fn listener(
         .address
         .parse()
         .map_err(|_| cx.err(key("address"), format!("{:?} is not IP:PORT", l.address)))?;
-    let method = match l.method.as_str() {
-        "path" => ListenMethod::Path,
-        "subdomain" => {
+    let method = match l.method {
+        MethodFile::Path => ListenMethod::Path,
+        MethodFile::Subdomain => {
             let Some(d) = &l.base_domain else {
                 return Err(cx.err(key("base_domain"), "required for method = \"subdomain\""));
             };
@@ -581,7 +547,7 @@ fn listener(
                 base_domain: d.to_ascii_lowercase(),
             }
         }
-        "port" => {
+        MethodFile::Port => {
             let Some(r) = &l.repository else {
                 return Err(cx.err(key("repository"), "required for method = \"port\""));
             };
@@ -591,12 +557,6 @@ fn listener(
             ListenMethod::Port {
                 repository: r.clone(),
             }
-        }
-        other => {
-            return Err(cx.err(
-                key("method"),
-                format!("{other:?}: expected \"path\", \"subdomain\" or \"port\""),
-            ))
         }
     };
     let stray = match &method {
@@ -609,7 +569,7 @@ fn listener(
             key("method"),
             format!(
                 "base_domain/repository do not apply to method = {:?}",
-                l.method
+                l.method.as_str()
             ),
         ));
     }

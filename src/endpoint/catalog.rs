@@ -66,7 +66,7 @@ pub async fn serve(
     let (n, last) = catalog::params(query);
     let mut names = Vec::new();
     let mut failures = Vec::new();
-    let mut fetched: HashMap<(String, String), Result<Vec<String>, String>> = HashMap::new();
+    let mut fetched: HashMap<(String, String), Result<Vec<String>, CatalogError>> = HashMap::new();
     for repo in repos {
         let prefix = repo.backend.v2_prefix_for(&repo.key);
         let key = (repo.backend.name.clone(), prefix.clone());
@@ -115,12 +115,38 @@ pub async fn serve(
     Ok(Answer { body, headers })
 }
 
+/// Why one backend's catalog is missing from the answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("backend catalog too long")]
+    TooLong,
+    #[error("backend {backend} ({authority}): {source}")]
+    Request {
+        backend: String,
+        authority: String,
+        #[source]
+        source: Box<pingora::Error>,
+    },
+    #[error("backend {backend} answered {status} to {path}")]
+    Status {
+        backend: String,
+        status: u16,
+        path: String,
+    },
+    #[error("backend {backend}: bad catalog JSON: {source}")]
+    Json {
+        backend: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
 async fn backend_names(
     shared: &Shared,
     rt: &Snapshot,
     repo: &Repository,
     prefix: &str,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, CatalogError> {
     let b = &repo.backend;
     let peer = rt.peers.peer(b);
     let mut out = Vec::new();
@@ -129,20 +155,27 @@ async fn backend_names(
     while let Some(path) = next.take() {
         pages += 1;
         if pages > MAX_PAGES {
-            return Err("backend catalog too long".into());
+            return Err(CatalogError::TooLong);
         }
         let (head, body) = crate::upstream::get(&shared.connector, &peer, b, &path, PAGE_BYTES)
             .await
-            .map_err(|e| format!("backend {} ({}): {e}", b.name, b.authority))?;
+            .map_err(|source| CatalogError::Request {
+                backend: b.name.clone(),
+                authority: b.authority.clone(),
+                source,
+            })?;
         if head.status != StatusCode::OK {
-            return Err(format!(
-                "backend {} answered {} to {path}",
-                b.name,
-                head.status.as_u16()
-            ));
+            return Err(CatalogError::Status {
+                backend: b.name.clone(),
+                status: head.status.as_u16(),
+                path,
+            });
         }
-        let v: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|e| format!("backend {}: bad catalog JSON: {e}", b.name))?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|source| CatalogError::Json {
+                backend: b.name.clone(),
+                source,
+            })?;
         if let Some(list) = v.get("repositories").and_then(|r| r.as_array()) {
             out.extend(list.iter().filter_map(|x| x.as_str().map(str::to_string)));
         }

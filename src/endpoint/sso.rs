@@ -79,7 +79,10 @@ pub async fn workload(
 /// Single sign-on users: `max_key_age` and the membership re-check.
 pub async fn recheck(auth: &Authenticator, user: Option<&str>) -> Result<(), Failure> {
     match (&auth.sso, user) {
-        (Some(sso), Some(u)) => sso.on_token(u).await.map_err(Failure::BadToken),
+        (Some(sso), Some(u)) => sso
+            .on_token(u)
+            .await
+            .map_err(|e| Failure::BadToken(e.to_string())),
         _ => Ok(()),
     }
 }

@@ -128,7 +128,7 @@ pub async fn handle(env: &Env<'_>, req: &Request<'_>, notes: &mut Notes) -> Step
             return Step::error(RegistryError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 ErrorCode::Unknown,
-                e,
+                e.to_string(),
             ))
         }
     };

@@ -41,8 +41,9 @@ pub enum ClientError {
         path: String,
         limit: usize,
     },
+    /// The sink refused a chunk (a layer that does not decompress or hash).
     #[error("{0}")]
-    Sink(String),
+    Sink(#[from] super::layer::LayerError),
 }
 
 /// A whole (small) answer.
@@ -108,7 +109,7 @@ impl Client {
         &self,
         b: &Backend,
         path: &str,
-        mut sink: impl FnMut(&[u8]) -> Result<(), String>,
+        mut sink: impl FnMut(&[u8]) -> Result<(), super::layer::LayerError>,
     ) -> Result<Reply, ClientError> {
         let (status, headers, body) = self
             .exchange(b, &Method::GET, path, &[], None, |c| {
@@ -188,7 +189,7 @@ impl Client {
 
 enum Stop {
     TooLarge,
-    Sink(String),
+    Sink(super::layer::LayerError),
     Transport(String),
 }
 

@@ -3,17 +3,77 @@
 //! config, write the new manifest, then move every tag that still points at
 //! the old digest (re-checked just before each write) and confirm it.
 
-use super::client::{Client, ACCEPT_ALL, MANIFEST_LIMIT};
+use super::client::{Client, ClientError, ACCEPT_ALL, MANIFEST_LIMIT};
 use super::config_v1::{self, Target};
-use super::journal::{Event, Journal};
-use super::layer::{Compression, DiffId, Layer};
+use super::journal::{Event, Journal, JournalError};
+use super::layer::{Compression, DiffId, Layer, LayerError};
 use super::scan::{manifest_path, Row};
 use super::schema1::{self, sha256_digest};
 use super::Progress;
 use crate::config::Repository;
 use bytes::Bytes;
-use http::Method;
+use http::{Method, StatusCode};
 use std::collections::HashMap;
+
+/// Why an image was skipped (nothing was written unless the outcome says
+/// so), or why the interrupted run's writes could not be checked.
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    #[error("a child of a manifest list: convert it by rewriting the list (not supported yet)")]
+    ListChild,
+    #[error("the backend cannot read it (distribution 3): convert through a 2.8 registry on the same storage")]
+    Unreadable,
+    #[error("no matching tag")]
+    NoMatchingTag,
+    /// Every matching tag is in the journal as converted, yet points at the
+    /// old digest again: one note per tag.
+    #[error("{}", .0.join("; "))]
+    Reverted(Vec<String>),
+    #[error("{0}")]
+    Client(#[from] ClientError),
+    /// A backend answer the step cannot go on from; `request` names it.
+    #[error("{request}: {status}")]
+    Status { request: String, status: StatusCode },
+    /// A write the backend refused, with the start of its answer.
+    #[error("{request}: {status} {body}")]
+    Refused {
+        request: String,
+        status: StatusCode,
+        body: String,
+    },
+    #[error("the manifest's digest is {got}, not {want}")]
+    Digest { got: String, want: String },
+    #[error("{0}")]
+    Schema1(#[from] schema1::Schema1Error),
+    #[error("blob {0} is missing from the backend")]
+    BlobMissing(String),
+    #[error("layer {digest}: {source}")]
+    Layer {
+        digest: String,
+        #[source]
+        source: LayerError,
+    },
+    #[error("layer {digest}: {source}")]
+    LayerFetch {
+        digest: String,
+        #[source]
+        source: ClientError,
+    },
+    #[error("layer {0} was not read")]
+    NotRead(String),
+    #[error("{0}")]
+    Config(#[from] config_v1::ConfigError),
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    #[error("{0}")]
+    Journal(#[from] JournalError),
+    #[error("tag {tag}: after the write it answers {content_type} {digest}")]
+    Unverified {
+        tag: String,
+        content_type: String,
+        digest: String,
+    },
+}
 
 const SCHEMA1_ACCEPT: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws, \
 application/vnd.docker.distribution.manifest.v1+json";
@@ -124,17 +184,17 @@ pub fn build(
     m: &schema1::Manifest,
     layers: &HashMap<String, Layer>,
     format: Format,
-) -> Result<Converted, String> {
+) -> Result<Converted, ConvertError> {
     let mut diff_ids = Vec::new();
     let mut descs = Vec::new();
     for e in m.entries.iter().rev().filter(|e| !e.throwaway) {
         let l = layers
             .get(&e.blob_sum)
-            .ok_or_else(|| format!("layer {} was not read", e.blob_sum))?;
+            .ok_or_else(|| ConvertError::NotRead(e.blob_sum.clone()))?;
         diff_ids.push(l.diff_id.clone());
         descs.push((format.layer_type(l.compression), l.size, e.blob_sum.clone()));
     }
-    let config = config_v1::build(m, &diff_ids, format.target()).map_err(|e| e.to_string())?;
+    let config = config_v1::build(m, &diff_ids, format.target())?;
     let cd = sha256_digest(&config);
     let manifest = match format {
         Format::V2s2 => serde_json::to_vec(&S2Manifest {
@@ -171,8 +231,7 @@ pub fn build(
                 })
                 .collect(),
         }),
-    }
-    .map_err(|e| e.to_string())?;
+    }?;
     Ok(Converted {
         digest: sha256_digest(&manifest),
         layers: diff_ids.len(),
@@ -208,17 +267,14 @@ pub async fn convert_one(
     opts: &Options,
     journal: &mut Journal,
     progress: &dyn Progress,
-) -> Result<Outcome, String> {
+) -> Result<Outcome, ConvertError> {
     let b = &repo.backend;
     let name = row.backend_name.as_str();
     if row.list.is_some() {
-        return Err(
-            "a child of a manifest list: convert it by rewriting the list (not supported yet)"
-                .into(),
-        );
+        return Err(ConvertError::ListChild);
     }
     if row.digest.is_empty() {
-        return Err("the backend cannot read it (distribution 3): convert through a 2.8 registry on the same storage".into());
+        return Err(ConvertError::Unreadable);
     }
     let mut out = Outcome::default();
     let tags: Vec<String> = row
@@ -237,9 +293,9 @@ pub async fn convert_one(
     }
     if todo.is_empty() {
         return Err(if out.notes.is_empty() {
-            "no matching tag".into()
+            ConvertError::NoMatchingTag
         } else {
-            out.notes.join("; ")
+            ConvertError::Reverted(out.notes)
         });
     }
     // 1. The manifest, by digest, checked against it.
@@ -253,19 +309,21 @@ pub async fn convert_one(
             None,
             MANIFEST_LIMIT,
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     if !r.status.is_success() {
-        return Err(format!("GET manifest {}: {}", row.digest, r.status));
+        return Err(ConvertError::Status {
+            request: format!("GET manifest {}", row.digest),
+            status: r.status,
+        });
     }
-    let got = schema1::digest(&r.body).map_err(|e| e.to_string())?;
+    let got = schema1::digest(&r.body)?;
     if got != row.digest {
-        return Err(format!(
-            "the manifest's digest is {got}, not {}",
-            row.digest
-        ));
+        return Err(ConvertError::Digest {
+            got,
+            want: row.digest.clone(),
+        });
     }
-    let m = schema1::parse(&r.body).map_err(|e| e.to_string())?;
+    let m = schema1::parse(&r.body)?;
     // 2. Each distinct non-throwaway blob once: its size first (a missing
     // blob skips the image before anything is read), then its bytes.
     let mut blobs: Vec<String> = Vec::new();
@@ -278,8 +336,7 @@ pub async fn convert_one(
     for d in &blobs {
         let h = client
             .send(b, Method::HEAD, &blob_path(repo, name, d), &[], None, 0)
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         match h.status.as_u16() {
             200 => {
                 total += h
@@ -287,8 +344,13 @@ pub async fn convert_one(
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(0)
             }
-            404 => return Err(format!("blob {d} is missing from the backend")),
-            s => return Err(format!("HEAD blob {d}: {s}")),
+            404 => return Err(ConvertError::BlobMissing(d.clone())),
+            _ => {
+                return Err(ConvertError::Status {
+                    request: format!("HEAD blob {d}"),
+                    status: h.status,
+                })
+            }
         }
     }
     progress.message(&format!(
@@ -301,24 +363,32 @@ pub async fn convert_one(
     let mut layers = HashMap::new();
     for d in &blobs {
         let mut diff = DiffId::new();
-        let mut failed = None;
         let r = client
             .stream_get(b, &blob_path(repo, name, d), |chunk| {
                 progress.inc(chunk.len() as u64);
-                diff.update(chunk).map_err(|e| {
-                    failed = Some(e.to_string());
-                    e.to_string()
-                })
+                diff.update(chunk)
             })
-            .await;
-        if let Some(f) = failed {
-            return Err(format!("layer {d}: {f}"));
-        }
-        let r = r.map_err(|e| format!("layer {d}: {e}"))?;
+            .await
+            .map_err(|e| match e {
+                ClientError::Sink(source) => ConvertError::Layer {
+                    digest: d.clone(),
+                    source,
+                },
+                source => ConvertError::LayerFetch {
+                    digest: d.clone(),
+                    source,
+                },
+            })?;
         if !r.status.is_success() {
-            return Err(format!("GET blob {d}: {}", r.status));
+            return Err(ConvertError::Status {
+                request: format!("GET blob {d}"),
+                status: r.status,
+            });
         }
-        let l = diff.finish(d).map_err(|e| format!("layer {d}: {e}"))?;
+        let l = diff.finish(d).map_err(|source| ConvertError::Layer {
+            digest: d.clone(),
+            source,
+        })?;
         layers.insert(d.clone(), l);
     }
     progress.finish();
@@ -331,10 +401,7 @@ pub async fn convert_one(
     // 3. The config blob (layers are already in the repository).
     let config_digest = sha256_digest(&c.config);
     let cp = blob_path(repo, name, &config_digest);
-    let h = client
-        .send(b, Method::HEAD, &cp, &[], None, 0)
-        .await
-        .map_err(|e| e.to_string())?;
+    let h = client.send(b, Method::HEAD, &cp, &[], None, 0).await?;
     if h.status.as_u16() != 200 {
         upload(
             client,
@@ -357,32 +424,32 @@ pub async fn convert_one(
                 .push(format!("tag {t} moved to {now} since the scan; left alone"));
             continue;
         } else {
-            journal
-                .record(&Event::Writing {
-                    repository: row.repository.clone(),
-                    image: row.image.clone(),
-                    tag: t.clone(),
-                    old: row.digest.clone(),
-                    new: c.digest.clone(),
-                    media_type: mt.to_string(),
-                })
-                .map_err(|e| e.to_string())?;
-            put_manifest(client, repo, name, t, &c.manifest, mt).await?;
-            let (ct, d, _) = head(client, repo, name, t).await?;
-            if d != c.digest || ct != mt {
-                return Err(format!("tag {t}: after the write it answers {ct} {d}"));
-            }
-        }
-        journal
-            .record(&Event::Tag {
+            journal.record(&Event::Writing {
                 repository: row.repository.clone(),
                 image: row.image.clone(),
                 tag: t.clone(),
                 old: row.digest.clone(),
                 new: c.digest.clone(),
                 media_type: mt.to_string(),
-            })
-            .map_err(|e| e.to_string())?;
+            })?;
+            put_manifest(client, repo, name, t, &c.manifest, mt).await?;
+            let (ct, d, _) = head(client, repo, name, t).await?;
+            if d != c.digest || ct != mt {
+                return Err(ConvertError::Unverified {
+                    tag: t.clone(),
+                    content_type: ct,
+                    digest: d,
+                });
+            }
+        }
+        journal.record(&Event::Tag {
+            repository: row.repository.clone(),
+            image: row.image.clone(),
+            tag: t.clone(),
+            old: row.digest.clone(),
+            new: c.digest.clone(),
+            media_type: mt.to_string(),
+        })?;
         out.converted.push(t.clone());
     }
     // 5. DELETE by digest removes every tag still on it: only when none is.
@@ -396,16 +463,13 @@ pub async fn convert_one(
         if left.is_empty() {
             let r = client
                 .send(b, Method::DELETE, &path, &[], None, 64 << 10)
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             if r.status.is_success() {
-                journal
-                    .record(&Event::Deleted {
-                        repository: row.repository.clone(),
-                        image: row.image.clone(),
-                        old: row.digest.clone(),
-                    })
-                    .map_err(|e| e.to_string())?;
+                journal.record(&Event::Deleted {
+                    repository: row.repository.clone(),
+                    image: row.image.clone(),
+                    old: row.digest.clone(),
+                })?;
                 out.notes.push(format!("deleted {}", row.digest));
             } else {
                 out.notes
@@ -427,7 +491,7 @@ pub async fn settle(
     client: &Client,
     repos: &[std::sync::Arc<Repository>],
     journal: &mut Journal,
-) -> Result<usize, String> {
+) -> Result<usize, ConvertError> {
     let mut settled = 0;
     for e in journal.pending().to_vec() {
         let Event::Writing {
@@ -446,16 +510,14 @@ pub async fn settle(
         };
         let (_, now, _) = head(client, repo, &repo.backend_name(&image), &tag).await?;
         if now == new {
-            journal
-                .record(&Event::Tag {
-                    repository,
-                    image,
-                    tag,
-                    old,
-                    new,
-                    media_type,
-                })
-                .map_err(|e| e.to_string())?;
+            journal.record(&Event::Tag {
+                repository,
+                image,
+                tag,
+                old,
+                new,
+                media_type,
+            })?;
             settled += 1;
         }
     }
@@ -468,7 +530,7 @@ async fn head(
     repo: &Repository,
     name: &str,
     reference: &str,
-) -> Result<(String, String, u16), String> {
+) -> Result<(String, String, u16), ConvertError> {
     let r = client
         .send(
             &repo.backend,
@@ -478,8 +540,7 @@ async fn head(
             None,
             0,
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let ct = r
         .header("content-type")
         .unwrap_or("")
@@ -499,7 +560,7 @@ async fn put_manifest(
     reference: &str,
     body: &[u8],
     mt: &str,
-) -> Result<(), String> {
+) -> Result<(), ConvertError> {
     let r = client
         .send(
             &repo.backend,
@@ -509,14 +570,13 @@ async fn put_manifest(
             Some(Bytes::copy_from_slice(body)),
             64 << 10,
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     if r.status.as_u16() != 201 {
-        return Err(format!(
-            "PUT manifest {reference}: {} {}",
-            r.status,
-            String::from_utf8_lossy(&r.body[..r.body.len().min(300)])
-        ));
+        return Err(ConvertError::Refused {
+            request: format!("PUT manifest {reference}"),
+            status: r.status,
+            body: String::from_utf8_lossy(&r.body[..r.body.len().min(300)]).into_owned(),
+        });
     }
     Ok(())
 }
@@ -528,16 +588,20 @@ async fn upload(
     name: &str,
     digest: &str,
     body: Bytes,
-) -> Result<(), String> {
+) -> Result<(), ConvertError> {
     let b = &repo.backend;
     let start = format!("{}/{name}/blobs/uploads/", b.v2_prefix_for(&repo.key));
     let r = client
         .send(b, Method::POST, &start, &[], None, 64 << 10)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let loc = match (r.status.as_u16(), r.header("location")) {
         (202, Some(l)) => path_of(l),
-        (s, _) => return Err(format!("POST {start}: {s}")),
+        _ => {
+            return Err(ConvertError::Status {
+                request: format!("POST {start}"),
+                status: r.status,
+            })
+        }
     };
     let sep = if loc.contains('?') { '&' } else { '?' };
     let put = format!("{loc}{sep}digest={digest}");
@@ -550,10 +614,12 @@ async fn upload(
             Some(body),
             64 << 10,
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     if r.status.as_u16() != 201 {
-        return Err(format!("PUT config blob: {}", r.status));
+        return Err(ConvertError::Status {
+            request: "PUT config blob".into(),
+            status: r.status,
+        });
     }
     Ok(())
 }

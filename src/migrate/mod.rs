@@ -24,8 +24,14 @@ use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
-    #[error("{0}")]
-    Config(String),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{file}: {source}")]
+    Backend {
+        file: String,
+        #[source]
+        source: crate::upstream::UpstreamError,
+    },
     #[error("{file}: repositories.{key}: no such repository")]
     NoRepository { file: String, key: String },
     #[error("starting the runtime: {0}")]
@@ -136,13 +142,12 @@ pub struct Setup {
 
 /// The config, a client for its backends, and the chosen repositories.
 pub fn setup(path: &std::path::Path, keys: &[String]) -> Result<Setup, MigrateError> {
-    let cfg = crate::config::load(path).map_err(|e| MigrateError::Config(e.to_string()))?;
-    let peers = crate::upstream::Peers::load(&cfg)
-        .map_err(|e| MigrateError::Config(format!("{}: {e}", path.display())))?;
-    let repos = select(&cfg, keys).map_err(|key| MigrateError::NoRepository {
+    let cfg = crate::config::load(path)?;
+    let peers = crate::upstream::Peers::load(&cfg).map_err(|source| MigrateError::Backend {
         file: path.display().to_string(),
-        key,
+        source,
     })?;
+    let repos = select(&cfg, keys)?;
     let connector = Arc::new(pingora::connectors::http::Connector::new(None));
     Ok(Setup {
         cfg: Arc::new(cfg),
@@ -151,13 +156,21 @@ pub fn setup(path: &std::path::Path, keys: &[String]) -> Result<Setup, MigrateEr
     })
 }
 
-/// The repositories named (all when none); Err(key) for an unknown key.
-pub fn select(cfg: &Config, keys: &[String]) -> Result<Vec<Arc<Repository>>, String> {
+/// The repositories named (all when none).
+pub fn select(cfg: &Config, keys: &[String]) -> Result<Vec<Arc<Repository>>, MigrateError> {
     if keys.is_empty() {
         return Ok(cfg.repositories.values().cloned().collect());
     }
     keys.iter()
-        .map(|k| cfg.repositories.get(k).cloned().ok_or_else(|| k.clone()))
+        .map(|k| {
+            cfg.repositories
+                .get(k)
+                .cloned()
+                .ok_or_else(|| MigrateError::NoRepository {
+                    file: cfg.path.display().to_string(),
+                    key: k.clone(),
+                })
+        })
         .collect()
 }
 
@@ -303,7 +316,7 @@ fn run_convert(
                         repository: row.repository.clone(),
                         image: row.image.clone(),
                         digest: row.digest.clone(),
-                        reason,
+                        reason: reason.to_string(),
                     })?;
                 }
                 skipped += 1;

@@ -3,10 +3,10 @@
 //! A backend that fails is recorded and the walk goes on.
 
 use super::classify::{self, Kind, SCHEMA1};
-use super::client::{next_link, Client, ACCEPT_ALL, LIST_LIMIT, MANIFEST_LIMIT};
+use super::client::{next_link, Client, ClientError, ACCEPT_ALL, LIST_LIMIT, MANIFEST_LIMIT};
 use super::Progress;
 use crate::config::{RepoType, Repository};
-use http::Method;
+use http::{Method, StatusCode};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
@@ -94,20 +94,41 @@ where
     out
 }
 
+/// Why a catalog or tag list could not be read whole.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    #[error("more than {MAX_PAGES} pages at {0}")]
+    TooLong(String),
+    #[error("{0}")]
+    Client(#[from] ClientError),
+    #[error("GET {path}: {status} {body}")]
+    Status {
+        path: String,
+        status: StatusCode,
+        body: String,
+    },
+    #[error("GET {path}: {source}")]
+    Json {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
 /// Every page of a paged list (`_catalog` or `tags/list`), JSON field `field`.
 async fn paged(
     client: &Client,
     repo: &Repository,
     first: String,
     field: &str,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, ListError> {
     let mut out = Vec::new();
     let mut path = Some(first);
     let mut pages = 0;
     while let Some(p) = path.take() {
         pages += 1;
         if pages > MAX_PAGES {
-            return Err(format!("more than {MAX_PAGES} pages at {p}"));
+            return Err(ListError::TooLong(p));
         }
         let r = client
             .send(
@@ -118,20 +139,22 @@ async fn paged(
                 None,
                 LIST_LIMIT,
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         if r.status.as_u16() == 404 && field == "tags" {
             return Ok(out); // deleted between catalog and now
         }
         if !r.status.is_success() {
-            return Err(format!(
-                "GET {p}: {} {}",
-                r.status,
-                String::from_utf8_lossy(&r.body[..r.body.len().min(300)])
-            ));
+            return Err(ListError::Status {
+                path: p,
+                status: r.status,
+                body: String::from_utf8_lossy(&r.body[..r.body.len().min(300)]).into_owned(),
+            });
         }
         let v: serde_json::Value =
-            serde_json::from_slice(&r.body).map_err(|e| format!("GET {p}: {e}"))?;
+            serde_json::from_slice(&r.body).map_err(|source| ListError::Json {
+                path: p.clone(),
+                source,
+            })?;
         if let Some(items) = v.get(field).and_then(|a| a.as_array()) {
             out.extend(items.iter().filter_map(|s| s.as_str().map(str::to_string)));
         }
@@ -142,7 +165,7 @@ async fn paged(
 
 /// Every name in the catalog `repo`'s backend shows for its prefix (shared
 /// by the repositories on that backend; each filters by its own prefix).
-async fn images(client: &Client, repo: &Repository) -> Result<Vec<String>, String> {
+async fn images(client: &Client, repo: &Repository) -> Result<Vec<String>, ListError> {
     let prefix = repo.backend.v2_prefix_for(&repo.key);
     paged(
         client,
@@ -218,7 +241,7 @@ pub async fn scan(
         ..Summary::default()
     };
     // Catalogs, once per (backend, prefix).
-    let mut catalogs: HashMap<(String, String), Result<Vec<String>, String>> = HashMap::new();
+    let mut catalogs: HashMap<(String, String), Result<Vec<String>, ListError>> = HashMap::new();
     let mut named: Vec<(Arc<Repository>, String)> = Vec::new();
     for repo in repos {
         let key = (

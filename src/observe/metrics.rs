@@ -32,6 +32,8 @@ pub struct Metrics {
     pub cluster_connected: IntGauge,
     /// `[cluster]`: seconds since etcd last answered (0 while connected).
     pub cluster_state_age: prometheus::Gauge,
+    /// `[cluster]`: rate-limit keys exchanged (published, received, left_out).
+    pub rate_shared_keys: IntCounterVec,
     pub cache: crate::cache::CacheMetrics,
 }
 
@@ -132,6 +134,13 @@ impl Metrics {
             "dockgate_cluster_state_age_seconds",
             "Seconds since the cluster store last answered (0 while connected).",
         )?;
+        let rate_shared_keys = IntCounterVec::new(
+            Opts::new(
+                "dockgate_rate_limit_shared_keys_total",
+                "Rate-limit keys exchanged with the other instances: published, received (charged here), left_out (beyond a batch's cap).",
+            ),
+            &["direction"],
+        )?;
         let build = IntGaugeVec::new(
             Opts::new("dockgate_build_info", "dockgate's version; always 1."),
             &["version"],
@@ -160,6 +169,7 @@ impl Metrics {
             open_connections,
             cluster_connected,
             cluster_state_age,
+            rate_shared_keys,
         })
     }
 
@@ -168,6 +178,8 @@ impl Metrics {
     pub fn register_cluster(&self) -> Result<(), prometheus::Error> {
         self.registry
             .register(Box::new(self.cluster_connected.clone()))?;
+        self.registry
+            .register(Box::new(self.rate_shared_keys.clone()))?;
         self.registry
             .register(Box::new(self.cluster_state_age.clone()))
     }

@@ -64,11 +64,24 @@ pub fn kind_of_media_type(content_type: &str) -> Option<Kind> {
     }
 }
 
+/// Why a manifest body is refused (`MANIFEST_INVALID`).
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("manifest is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("manifest is not a JSON object")]
+    NotAnObject,
+    #[error("Content-Type says {declared} but the body is a {body}")]
+    Mismatch {
+        declared: &'static str,
+        body: &'static str,
+    },
+}
+
 /// What the body itself says.
-pub fn sniff(body: &[u8]) -> Result<Kind, String> {
-    let v: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| format!("manifest is not valid JSON: {e}"))?;
-    let obj = v.as_object().ok_or("manifest is not a JSON object")?;
+pub fn sniff(body: &[u8]) -> Result<Kind, ManifestError> {
+    let v: serde_json::Value = serde_json::from_slice(body)?;
+    let obj = v.as_object().ok_or(ManifestError::NotAnObject)?;
     let version = obj.get("schemaVersion").and_then(|x| x.as_i64());
     let has = |k: &str| obj.contains_key(k);
     if version == Some(1) || has("fsLayers") || has("history") || has("signatures") {
@@ -94,17 +107,16 @@ pub fn sniff(body: &[u8]) -> Result<Kind, String> {
 }
 
 /// Classifies a manifest PUT. Err is a MANIFEST_INVALID message.
-pub fn classify(content_type: Option<&str>, body: &[u8]) -> Result<Kind, String> {
+pub fn classify(content_type: Option<&str>, body: &[u8]) -> Result<Kind, ManifestError> {
     let sniffed = sniff(body)?;
     let declared = content_type.and_then(kind_of_media_type);
     match declared {
         None => Ok(sniffed),
         Some(d) if sniffed == Kind::Unknown || d.family() == sniffed.family() => Ok(d),
-        Some(d) => Err(format!(
-            "Content-Type says {} but the body is a {}",
-            d.name(),
-            sniffed.name()
-        )),
+        Some(d) => Err(ManifestError::Mismatch {
+            declared: d.name(),
+            body: sniffed.name(),
+        }),
     }
 }
 

@@ -52,6 +52,16 @@ pub fn over_limit(env: &Env<'_>, t: &RepoTarget, who: &str, now: Instant) -> Opt
     g.max(r)
 }
 
+/// The limit behind a limiter key (`over_limit`'s and `pace`'s, as another
+/// instance reports it): `*|who` is the gateway-wide one, `REPO|who` the
+/// repository's (repository keys hold no `|`).
+pub fn rate_of(cfg: &crate::config::Config, key: &str) -> Option<crate::policy::rate::Rate> {
+    match key.split_once('|')?.0 {
+        "*" => cfg.policy.rate_limit,
+        repo => cfg.repositories.get(repo)?.policy.rate_limit,
+    }
+}
+
 /// Read-only as it stands for this request (the repository's, else the
 /// whole gateway's), with whether this write may drain.
 pub fn read_only(env: &Env<'_>, t: &RepoTarget, who: &str, now: Instant) -> Option<ReadOnlyNow> {
@@ -187,5 +197,46 @@ pub fn learn(env: &Env<'_>, t: &RepoTarget, who: &str, status: u16, location: Op
             .edge
             .drain
             .opened(id, &t.repo.key, &t.image, who, Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_of_reads_the_limit_behind_a_key() {
+        let text = r#"
+[tls]
+cert = "c.pem"
+key = "k.pem"
+[[listen]]
+address = "127.0.0.1:5443"
+method = "path"
+[policy]
+rate_limit = { requests_per_second = 2, burst = 4 }
+[backends.local]
+url = "http://127.0.0.1:5000"
+[repositories.r]
+backend = "local"
+name_prefix = "r/"
+rate_limit = { requests_per_second = 5, burst = 5 }
+[repositories.free]
+backend = "local"
+name_prefix = "free/"
+"#;
+        let cfg = crate::config::parse(text, std::path::Path::new("/x/d.toml")).unwrap();
+        let rps = |k: &str| rate_of(&cfg, k).map(|r| r.requests_per_second);
+        let cases = [
+            ("*|user:alice", Some(2.0)),
+            ("r|user:alice", Some(5.0)),
+            ("r|addr:10.0.0.1", Some(5.0)),
+            ("free|user:alice", None),
+            ("gone|user:alice", None),
+            ("no separator", None),
+        ];
+        for (key, want) in cases {
+            assert_eq!(rps(key), want, "{key}");
+        }
     }
 }

@@ -13,7 +13,7 @@ pub mod checks;
 mod facts;
 mod step;
 
-pub use facts::{client_ip, learn};
+pub use facts::{client_ip, learn, rate_of};
 pub use step::{Body, Forward, Local, Pace, Step};
 
 use crate::endpoint::{self, catalog, credentials, ping, Env, Notes, Own, Request};

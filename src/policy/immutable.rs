@@ -2,6 +2,19 @@
 //! to an existing matching tag must carry the digest the tag already has
 //! (an idempotent re-push); a DELETE of a matching tag is refused.
 
+/// Why a pattern can match no tag.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    #[error("an empty pattern matches no tag")]
+    Empty,
+    #[error("{0:?} can match no tag: tags hold only letters, digits, '_', '.' and '-', not {1:?}")]
+    Char(String, char),
+    #[error("{0:?} can match no tag: tags start with a letter, digit or '_'")]
+    Start(String),
+    #[error("{0:?} can match no tag: tags are at most 128 characters")]
+    Length(String),
+}
+
 /// One tag pattern: `*` any run of characters, `?` one character,
 /// everything else literal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,25 +27,19 @@ fn tag_char(c: char) -> bool {
 
 impl TagPattern {
     /// Refuses patterns no tag can match.
-    pub fn parse(p: &str) -> Result<Self, String> {
+    pub fn parse(p: &str) -> Result<Self, PatternError> {
         if p.is_empty() {
-            return Err("an empty pattern matches no tag".into());
+            return Err(PatternError::Empty);
         }
         if let Some(c) = p.chars().find(|&c| !tag_char(c) && c != '*' && c != '?') {
-            return Err(format!(
-                "{p:?} can match no tag: tags hold only letters, digits, '_', '.' and '-', not {c:?}"
-            ));
+            return Err(PatternError::Char(p.to_string(), c));
         }
         if p.starts_with(['.', '-']) {
-            return Err(format!(
-                "{p:?} can match no tag: tags start with a letter, digit or '_'"
-            ));
+            return Err(PatternError::Start(p.to_string()));
         }
         let fixed = p.chars().filter(|&c| c != '*').count();
         if fixed > 128 {
-            return Err(format!(
-                "{p:?} can match no tag: tags are at most 128 characters"
-            ));
+            return Err(PatternError::Length(p.to_string()));
         }
         Ok(Self(p.to_string()))
     }

@@ -6,6 +6,7 @@ pub mod decide;
 pub mod immutable;
 pub mod network;
 pub mod rate;
+pub mod rate_share;
 pub mod read_only;
 pub mod schema1;
 pub use decide::{decide, Facts, Policies, Refusal, Rule, Stage, Verdict};

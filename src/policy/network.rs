@@ -5,13 +5,19 @@
 use ipnet::IpNet;
 use std::net::IpAddr;
 
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetworkError {
+    #[error("{0:?} is not a network (CIDR like 10.0.0.0/8) or an address")]
+    NotANetwork(String),
+}
+
 /// A list of networks; empty means "anywhere".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Networks(pub Vec<IpNet>);
 
 impl Networks {
     /// Parses CIDRs or bare addresses (a single host).
-    pub fn parse(items: &[String]) -> Result<Self, String> {
+    pub fn parse(items: &[String]) -> Result<Self, NetworkError> {
         items
             .iter()
             .map(|s| parse_one(s))
@@ -37,14 +43,14 @@ impl Networks {
     }
 }
 
-fn parse_one(s: &str) -> Result<IpNet, String> {
+fn parse_one(s: &str) -> Result<IpNet, NetworkError> {
     let s = s.trim();
     if let Ok(n) = s.parse::<IpNet>() {
         return Ok(n.trunc());
     }
     s.parse::<IpAddr>()
         .map(IpNet::from)
-        .map_err(|_| format!("{s:?} is not a network (CIDR like 10.0.0.0/8) or an address"))
+        .map_err(|_| NetworkError::NotANetwork(s.to_string()))
 }
 
 fn canonical(ip: IpAddr) -> IpAddr {

@@ -1,10 +1,12 @@
 //! Rate limits: requests per second with a burst, and pull bytes per
 //! second, per key (a user, or the client address for anonymous requests,
 //! within one repository). GCRA ("virtual scheduling"): one instant per
-//! key, no background refill. Kept per instance.
+//! key, no background refill. Kept per instance; with `[cluster]` the
+//! instances also charge each other's consumption (`rate_share`).
 
+use super::rate_share::Ledger;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A configured limit.
@@ -25,6 +27,8 @@ const SWEEP_AT: usize = 50_000;
 pub struct Limiter {
     requests: Mutex<HashMap<String, Instant>>,
     bytes: Mutex<HashMap<String, Instant>>,
+    /// What this instance admitted since it last told the cluster.
+    ledger: Arc<Ledger>,
 }
 
 impl Limiter {
@@ -42,7 +46,29 @@ impl Limiter {
             return Err(ahead - tolerance);
         }
         map.insert(key.to_string(), tat + interval);
+        drop(map);
+        self.ledger.request(key);
         Ok(())
+    }
+
+    /// The record of local consumption the cluster exchange publishes.
+    pub fn ledger(&self) -> Arc<Ledger> {
+        self.ledger.clone()
+    }
+
+    /// Uses up `cost` of `key`'s request bucket without asking (another
+    /// instance admitted those requests).
+    pub fn charge(&self, key: &str, cost: Duration, now: Instant) {
+        if let Ok(mut map) = self.requests.lock() {
+            charge(&mut map, key, cost, now);
+        }
+    }
+
+    /// As `charge`, for the pull byte bucket.
+    pub fn charge_bytes(&self, key: &str, cost: Duration, now: Instant) {
+        if let Ok(mut map) = self.bytes.lock() {
+            charge(&mut map, key, cost, now);
+        }
     }
 
     /// Accounts `n` pulled bytes for `key`; returns how long to hold the
@@ -58,8 +84,19 @@ impl Limiter {
         sweep(&mut map, now);
         let tat = map.get(key).copied().unwrap_or(now).max(now) + cost;
         map.insert(key.to_string(), tat);
+        drop(map);
+        self.ledger.bytes(key, n as u64);
         let wait = (tat - now).checked_sub(Duration::from_secs(1))?;
         (!wait.is_zero()).then_some(wait)
+    }
+}
+
+fn charge(map: &mut HashMap<String, Instant>, key: &str, cost: Duration, now: Instant) {
+    sweep(map, now);
+    let from = map.get(key).copied().unwrap_or(now).max(now);
+    // A cost too large for the clock (absurd rates) leaves the bucket be.
+    if let Some(tat) = from.checked_add(cost) {
+        map.insert(key.to_string(), tat);
     }
 }
 

@@ -29,8 +29,13 @@ pub fn check_push(
     content_type: Option<&str>,
     body: &[u8],
 ) -> Result<Kind, RegistryError> {
-    let kind = manifest::classify(content_type, body)
-        .map_err(|m| RegistryError::new(StatusCode::BAD_REQUEST, ErrorCode::ManifestInvalid, m))?;
+    let kind = manifest::classify(content_type, body).map_err(|e| {
+        RegistryError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::ManifestInvalid,
+            e.to_string(),
+        )
+    })?;
     if kind == Kind::Schema1 && repo.block_schema1_push {
         return Err(refusal(repo, Direction::Push));
     }

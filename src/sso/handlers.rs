@@ -276,7 +276,7 @@ async fn callback(auth: &Authenticator, sso: &Arc<Sso>, r: &Request<'_>, p: &str
     };
     let user = match admit(auth, sso, p, id).await {
         Ok(u) => u,
-        Err(why) => return Response::error_page(403, &why),
+        Err(why) => return Response::error_page(403, &why.to_string()),
     };
     tracing::info!(user = %user, provider = p, "signed in");
     if let Some((port, cli_state)) = &c.cli {
@@ -308,7 +308,7 @@ async fn admit(
     sso: &Sso,
     p: &str,
     id: super::identity::Identity,
-) -> Result<String, String> {
+) -> Result<String, super::SsoError> {
     let local = auth.local_user(&id.name);
     sso.admit(p, &id, local, now()).await
 }
@@ -393,7 +393,7 @@ fn cli_token(auth: &Authenticator, sso: &Sso, r: &Request<'_>) -> Response {
         Ok(t) => Response::json(200, json!({"user": code.user, "refresh_token": t})),
         Err(e) => Response::json(
             500,
-            json!({"error": "server_error", "error_description": e}),
+            json!({"error": "server_error", "error_description": e.to_string()}),
         ),
     }
 }
@@ -504,7 +504,7 @@ async fn device_token(auth: &Authenticator, sso: &Arc<Sso>, r: &Request<'_>) -> 
         Err(why) => {
             return Response::json(
                 403,
-                json!({"error": "access_denied", "error_description": why}),
+                json!({"error": "access_denied", "error_description": why.to_string()}),
             )
         }
     };
@@ -515,7 +515,7 @@ async fn device_token(auth: &Authenticator, sso: &Arc<Sso>, r: &Request<'_>) -> 
         }
         Err(e) => Response::json(
             500,
-            json!({"error": "server_error", "error_description": e}),
+            json!({"error": "server_error", "error_description": e.to_string()}),
         ),
     }
 }

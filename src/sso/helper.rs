@@ -72,7 +72,8 @@ fn save(path: &Path, all: &BTreeMap<String, Creds>) -> Result<(), HelperError> {
             .map_err(|e| HelperError::Io(format!("{}: {e}", dir.display())))?;
     }
     let text = serde_json::to_string_pretty(all).map_err(|e| HelperError::Io(e.to_string()))?;
-    crate::policy::auth::write_private(path, text.as_bytes()).map_err(HelperError::Io)
+    crate::policy::auth::write_private(path, text.as_bytes())
+        .map_err(|e| HelperError::Io(e.to_string()))
 }
 
 pub fn store(path: &Path, c: Creds) -> Result<(), HelperError> {

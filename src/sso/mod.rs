@@ -65,6 +65,15 @@ pub enum SsoError {
     Store(#[from] crate::state::StoreError),
     #[error("{0}")]
     Workload(#[from] workload::WorkloadError),
+    #[error("no provider {0:?}")]
+    NoProvider(String),
+    /// `identity::admit` said no; the reason is shown to the user.
+    #[error("{0}")]
+    Refused(String),
+    #[error("provider {0:?} is no longer configured")]
+    ProviderGone(String),
+    #[error("the sign-in is older than max_key_age: sign in again")]
+    TooOld,
 }
 
 pub enum Protocol {
@@ -193,14 +202,14 @@ impl Sso {
         id: &Identity,
         in_htpasswd: bool,
         now: u64,
-    ) -> Result<String, String> {
+    ) -> Result<String, SsoError> {
         let p = self
             .providers
             .get(provider)
-            .ok_or_else(|| format!("no provider {provider:?}"))?;
+            .ok_or_else(|| SsoError::NoProvider(provider.to_string()))?;
         let existing = store::get(&*self.store, &id.name);
         let linked = match identity::admit(&p.cfg, id, existing.as_ref(), in_htpasswd) {
-            Admission::Refuse(why) => return Err(why),
+            Admission::Refuse(why) => return Err(SsoError::Refused(why)),
             Admission::Create => false,
             Admission::Link => true,
             Admission::Update => existing.as_ref().is_some_and(|u| u.linked),
@@ -217,9 +226,7 @@ impl Sso {
             credential: id.credential.clone(),
             linked,
         };
-        store::put(&*self.store, &id.name, &user)
-            .await
-            .map_err(|e| e.to_string())?;
+        store::put(&*self.store, &id.name, &user).await?;
         self.memberships.set(&id.name, groups);
         Ok(id.name.clone())
     }
@@ -228,18 +235,18 @@ impl Sso {
     /// and ask the provider about membership when `recheck` has passed. A
     /// provider that refuses (user gone, grant revoked) leaves no groups;
     /// one that cannot be reached leaves them as they were until next time.
-    pub async fn on_token(&self, user: &str) -> Result<(), String> {
+    pub async fn on_token(&self, user: &str) -> Result<(), SsoError> {
         let Some(mut u) = store::get(&*self.store, user) else {
             return Ok(());
         };
         // Another instance may have re-checked or signed the user in.
         self.memberships.set(user, u.groups.clone());
         let Some(p) = self.providers.get(&u.provider) else {
-            return Err(format!("provider {:?} is no longer configured", u.provider));
+            return Err(SsoError::ProviderGone(u.provider.clone()));
         };
         let t = now();
         if !u.linked && t.saturating_sub(u.signed_in) > p.cfg.max_key_age.as_secs() {
-            return Err("the sign-in is older than max_key_age: sign in again".into());
+            return Err(SsoError::TooOld);
         }
         if t.saturating_sub(u.checked) < p.cfg.recheck.as_secs() {
             return Ok(());
@@ -269,9 +276,7 @@ impl Sso {
         }
         u.checked = t;
         self.memberships.set(user, u.groups.clone());
-        store::put(&*self.store, user, &u)
-            .await
-            .map_err(|e| e.to_string())
+        Ok(store::put(&*self.store, user, &u).await?)
     }
 
     /// `dockgate check`: every OIDC provider's discovery must answer.

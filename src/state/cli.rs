@@ -9,25 +9,34 @@ use std::path::Path;
 use std::time::Duration;
 
 fn load(path: &Path) -> Result<Config, StateError> {
-    config::load(path).map_err(|e| StateError::Config(e.to_string()))
+    Ok(config::load(path)?)
+}
+
+/// The `[auth]` section the `user` commands work on.
+pub fn auth(path: &Path) -> Result<config::Auth, StateError> {
+    load(path)?.auth.ok_or_else(|| StateError::NoAuth {
+        file: path.display().to_string(),
+    })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, StateError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| StateError::Task(e.to_string()))
 }
 
 fn block_on<T>(
     f: impl std::future::Future<Output = Result<T, ClusterError>>,
 ) -> Result<T, StateError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| StateError::Task(e.to_string()))?;
-    rt.block_on(f).map_err(|e| StateError::Store(e.into()))
+    runtime()?
+        .block_on(f)
+        .map_err(|e| StateError::Store(e.into()))
 }
 
 fn cluster_of(cfg: &Config) -> Result<&config::Cluster, StateError> {
-    cfg.cluster.as_ref().ok_or_else(|| {
-        StateError::Config(format!(
-            "{}: cluster: no [cluster] section; this command needs etcd",
-            cfg.path.display()
-        ))
+    cfg.cluster.as_ref().ok_or_else(|| StateError::NoCluster {
+        file: cfg.path.display().to_string(),
     })
 }
 
@@ -35,24 +44,30 @@ fn cluster_of(cfg: &Config) -> Result<&config::Cluster, StateError> {
 /// generation where the instances read it.
 pub fn revoke_keys(path: &Path, user: &str) -> Result<u64, StateError> {
     let cfg = load(path)?;
-    let auth = cfg.auth.as_ref().ok_or_else(|| {
-        StateError::Config(format!(
-            "{}: auth: no [auth] section, so dockgate has no users",
-            path.display()
-        ))
+    let auth = cfg.auth.as_ref().ok_or_else(|| StateError::NoAuth {
+        file: path.display().to_string(),
     })?;
     match &cfg.cluster {
         Some(c) => block_on(etcd::revoke_once(c, user)),
-        None => crate::policy::auth::keys::revoke(&auth.state_dir, user)
-            .map_err(|e| StateError::Store(super::StoreError::Io(e))),
+        None => crate::policy::auth::keys::revoke(&auth.state_dir, user).map_err(|source| {
+            StateError::Auth {
+                file: path.display().to_string(),
+                key: "auth.state_dir",
+                source,
+            }
+        }),
     }
 }
 
 /// `dockgate check`: every member answers, with the configured TLS.
 pub fn probe(cfg: &Config) -> Result<(), StateError> {
     match &cfg.cluster {
-        Some(c) => block_on(etcd::connect::probe(c))
-            .map_err(|e| StateError::Config(format!("{}: {e}", cfg.path.display()))),
+        Some(c) => runtime()?
+            .block_on(etcd::connect::probe(c))
+            .map_err(|source| StateError::Cluster {
+                file: cfg.path.display().to_string(),
+                source,
+            }),
         None => Ok(()),
     }
 }

@@ -35,8 +35,8 @@ impl Entry {
     }
 }
 
-fn parse_area(text: &str) -> Result<Area, String> {
-    serde_json::from_str(text).map_err(|e| e.to_string())
+fn parse_area(text: &str) -> Result<Area, serde_json::Error> {
+    serde_json::from_str(text)
 }
 
 fn unix_now() -> u64 {
@@ -52,7 +52,7 @@ pub struct FileStore {
     state_dir: Option<PathBuf>,
     generations: Option<Watched<BTreeMap<String, u64>>>,
     secrets: Arc<Secrets>,
-    areas: Mutex<HashMap<String, Arc<Watched<Area>>>>,
+    areas: Mutex<HashMap<String, Arc<Watched<Area, serde_json::Error>>>>,
     /// Serialises this process's writes to area files.
     writes: Arc<Mutex<()>>,
 }
@@ -189,7 +189,8 @@ async fn blocking<R: Send + 'static>(
 fn edit_config(path: &Path, key: &str, edits: &[(String, bool)]) -> Result<(), StoreError> {
     let text = std::fs::read_to_string(path).map_err(|e| io(format!("{}: {e}", path.display())))?;
     let edits: Vec<(&str, bool)> = edits.iter().map(|(f, v)| (f.as_str(), *v)).collect();
-    let new_text = repositories::apply(&text, key, &edits).map_err(StoreError::Invalid)?;
+    let new_text =
+        repositories::apply(&text, key, &edits).map_err(|e| StoreError::Invalid(e.to_string()))?;
     let staged = repositories::stage(path, &new_text).map_err(io)?;
     if let Err(e) = super::prepare(&staged, super::Mode::Serve) {
         let _ = std::fs::remove_file(&staged);

@@ -25,17 +25,65 @@ use arc_swap::ArcSwap;
 use pingora::connectors::http::Connector;
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// Why a config cannot serve, or runtime state cannot be opened. `file` is
+/// the config file; every message names it and the key.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    /// The config, or something it names, cannot serve (names file and key).
+    /// The config does not validate.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// A backend's CA or peer settings.
+    #[error("{file}: {source}")]
+    Backend {
+        file: String,
+        #[source]
+        source: crate::upstream::UpstreamError,
+    },
+    #[error(
+        "{file}: auth.htpasswd: {}: no such file; create it with \
+         `dockgate user add NAME --config {file}`",
+        path.display()
+    )]
+    NoHtpasswd { file: String, path: PathBuf },
+    /// Users, keys or single sign-on under `[auth]`; `key` names which.
+    #[error("{file}: {key}: {source}")]
+    Auth {
+        file: String,
+        key: &'static str,
+        #[source]
+        source: crate::policy::auth::AuthError,
+    },
+    #[error("{file}: auth.state_dir: {source}")]
+    StateDir {
+        file: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("{file}: auth: no [auth] section, so dockgate has no users")]
+    NoAuth { file: String },
+    #[error("{file}: cluster: no [cluster] section; this command needs etcd")]
+    NoCluster { file: String },
+    /// `[cluster]` members that cannot be reached or refuse the settings.
+    #[error("{file}: {source}")]
+    Cluster {
+        file: String,
+        #[source]
+        source: etcd::ClusterError,
+    },
+    /// A certificate or key that cannot serve.
+    #[error("{file}: tls: {source}")]
+    Tls {
+        file: String,
+        #[source]
+        source: crate::tls::TlsError,
+    },
+    /// What outlives reloads (one bcrypt hash at start).
     #[error("{0}")]
-    Config(String),
-    /// A certificate or key that cannot serve (names file and key).
-    #[error("{0}")]
-    Tls(String),
+    Kept(crate::policy::auth::AuthError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("state task failed: {0}")]
@@ -148,7 +196,10 @@ fn build(
                 &p.cfg.path,
                 p.cfg.auth.as_ref().map(|a| a.state_dir.as_path()),
             )
-            .map_err(|e| StateError::Config(format!("{file}: auth.state_dir: {e}")))?,
+            .map_err(|source| StateError::StateDir {
+                file: file.clone(),
+                source,
+            })?,
         ),
     };
     let base = p.cfg.clone();
@@ -156,8 +207,11 @@ fn build(
     let auth = match &cfg.auth {
         None => None,
         Some(a) => Some(Arc::new(
-            Authenticator::open(a, kept, store.clone())
-                .map_err(|e| StateError::Config(format!("{file}: auth: {e}")))?,
+            Authenticator::open(a, kept, store.clone()).map_err(|source| StateError::Auth {
+                file: file.clone(),
+                key: "auth",
+                source,
+            })?,
         )),
     };
     Ok(Snapshot {
@@ -178,7 +232,7 @@ impl Shared {
         metrics: Arc<Metrics>,
         access_log: AccessLog,
     ) -> Result<Arc<Self>, StateError> {
-        let kept = Kept::new().map_err(StateError::Config)?;
+        let kept = Kept::new().map_err(StateError::Kept)?;
         let cluster = match &p.cfg.cluster {
             Some(c) => {
                 let lockout = p.cfg.auth.as_ref().map(|a| a.lockout);
@@ -198,7 +252,10 @@ impl Shared {
                     metrics.clone(),
                     lockout.unwrap_or(std::time::Duration::from_secs(60)),
                 )
-                .map_err(|e| StateError::Config(format!("{}: {e}", p.cfg.path.display())))?;
+                .map_err(|source| StateError::Cluster {
+                    file: p.cfg.path.display().to_string(),
+                    source,
+                })?;
                 Some(store)
             }
             None => None,
@@ -230,6 +287,17 @@ impl Shared {
             }));
             // Changes that landed between the first read and now.
             shared.refresh();
+            let weak = Arc::downgrade(&shared);
+            c.share_rate_limits(
+                shared.edge.limiter.ledger(),
+                Box::new(move |batch| {
+                    let Some(s) = weak.upgrade() else { return 0 };
+                    let cfg = s.snapshot().cfg.clone();
+                    let rate_of = |k: &str| crate::pipeline::rate_of(&cfg, k);
+                    let now = std::time::Instant::now();
+                    crate::policy::rate_share::absorb(&s.edge.limiter, batch, rate_of, now)
+                }),
+            );
         }
         Ok(shared)
     }

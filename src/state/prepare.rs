@@ -38,18 +38,21 @@ pub enum Mode {
 /// Validates config, certificates and backend CAs; the same path runs for
 /// `check`, `serve` and reload, so what `check` accepts will serve.
 pub fn prepare(path: &Path, mode: Mode) -> Result<Prepared, StateError> {
-    let file = path.display();
-    let tls = |e: String| StateError::Tls(format!("{file}: tls: {e}"));
-    let cfg = config::load(path).map_err(|e| StateError::Config(e.to_string()))?;
+    let file = path.display().to_string();
+    let tls = |source| StateError::Tls {
+        file: file.clone(),
+        source,
+    };
+    let cfg = config::load(path)?;
     let certs = cert_specs(&cfg);
     let (pending, trust) = match &cfg.tls.generate {
         Some(g) => ensure_certs(&cfg, g, mode).map_err(tls)?,
         None => (false, None),
     };
     if !pending {
-        CertStore::new(certs.clone()).map_err(|e| tls(e.to_string()))?;
+        CertStore::new(certs.clone()).map_err(tls)?;
     }
-    prepare_rest(path, mode, cfg, certs, trust).map_err(StateError::Config)
+    prepare_rest(path, mode, cfg, certs, trust)
 }
 
 fn prepare_rest(
@@ -58,23 +61,30 @@ fn prepare_rest(
     cfg: Config,
     certs: Vec<CertSpec>,
     trust: Option<TrustDir>,
-) -> Result<Prepared, String> {
-    let file = path.display();
-    let peers = Peers::load(&cfg).map_err(|e| format!("{file}: {e}"))?;
+) -> Result<Prepared, StateError> {
+    let file = path.display().to_string();
+    let peers = Peers::load(&cfg).map_err(|source| StateError::Backend {
+        file: file.clone(),
+        source,
+    })?;
     if let Some(a) = &cfg.auth {
         // An absent file would silently mean "no users": every login fails.
         if !a.htpasswd.is_file() {
-            return Err(format!(
-                "{file}: auth.htpasswd: {}: no such file; create it with \
-                 `dockgate user add NAME --config {file}`",
-                a.htpasswd.display()
-            ));
+            return Err(StateError::NoHtpasswd {
+                file,
+                path: a.htpasswd.clone(),
+            });
         }
     }
     if let (Some(a), Mode::Check) = (&cfg.auth, mode) {
         // Read-only: the htpasswd must parse; state files are made at serve.
-        crate::policy::auth::users::Users::check(a.htpasswd.clone())
-            .map_err(|e| format!("{file}: auth.htpasswd: {e}"))?;
+        crate::policy::auth::users::Users::check(a.htpasswd.clone()).map_err(|source| {
+            StateError::Auth {
+                file,
+                key: "auth.htpasswd",
+                source,
+            }
+        })?;
     }
     let local_ips = crate::tls::detect::local_addresses().unwrap_or_default();
     let hosts = Arc::new(HostNames::new(&cfg, &cert_names(&certs), &local_ips));
@@ -129,7 +139,7 @@ fn ensure_certs(
     cfg: &Config,
     g: &config::Generate,
     mode: Mode,
-) -> Result<(bool, Option<TrustDir>), String> {
+) -> Result<(bool, Option<TrustDir>), crate::tls::TlsError> {
     let dir = cfg
         .tls
         .cert
@@ -140,10 +150,7 @@ fn ensure_certs(
     opts.ips = g.ips.clone();
     opts.dns = g.dns.clone();
     opts.detect = g.detect;
-    opts.key_type = g
-        .key_type
-        .parse()
-        .map_err(|e: crate::tls::TlsError| e.to_string())?;
+    opts.key_type = g.key_type;
     if let Some(d) = g.days {
         opts.days = d;
     }
@@ -151,7 +158,7 @@ fn ensure_certs(
         let missing = !cfg.tls.cert.exists() || !cfg.tls.key.exists();
         return Ok((missing, None));
     }
-    match ensure_server_cert(&opts).map_err(|e| e.to_string())? {
+    match ensure_server_cert(&opts)? {
         EnsureOutcome::Generated(r) => {
             tracing::info!(cert = %r.server_cert.display(), sans = %r.sans, "generated server certificate; clients must trust {}", r.ca_cert.display())
         }
@@ -160,13 +167,12 @@ fn ensure_certs(
         }
         EnsureOutcome::Kept { .. } => {}
     }
-    let sans = SanSet::from_options(&opts).map_err(|e| e.to_string())?;
+    let sans = SanSet::from_options(&opts)?;
     let trust = write_trust_dir(
         &dir,
         &dir.join(crate::tls::generate::CA_CERT),
         &client_addresses(cfg, &sans),
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     Ok((false, Some(trust)))
 }
 

@@ -24,12 +24,17 @@ pub const DEFAULT_DAYS: u32 = 200;
 const APPLE_MAX_DAYS: u32 = 825;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// As written in `[tls] key_type` and `--key-type`. Spelled out: serde's
+/// kebab-case would make `rsa2048`.
 #[serde(rename_all = "kebab-case")]
 pub enum KeyType {
     #[default]
     EcdsaP256,
+    #[serde(rename = "rsa-2048")]
     Rsa2048,
+    #[serde(rename = "rsa-3072")]
     Rsa3072,
+    #[serde(rename = "rsa-4096")]
     Rsa4096,
 }
 

@@ -110,16 +110,11 @@ pub async fn get(
     backend: &Backend,
     path_and_query: &str,
     limit: usize,
-) -> Result<(ResponseHeader, Bytes), String> {
-    let mut req =
-        RequestHeader::build("GET", path_and_query.as_bytes(), None).map_err(|e| e.to_string())?;
-    req.insert_header("Host", backend.authority.as_str())
-        .map_err(|e| e.to_string())?;
-    req.insert_header("Accept", "application/json")
-        .map_err(|e| e.to_string())?;
-    request(connector, peer, backend, req, None, limit)
-        .await
-        .map_err(|e| e.to_string())
+) -> pingora::Result<(ResponseHeader, Bytes)> {
+    let mut req = RequestHeader::build("GET", path_and_query.as_bytes(), None)?;
+    req.insert_header("Host", backend.authority.as_str())?;
+    req.insert_header("Accept", "application/json")?;
+    request(connector, peer, backend, req, None, limit).await
 }
 
 /// Sends one request with a body held in memory (a manifest) and reads

@@ -42,7 +42,7 @@ def test_generated_config_passes_check(dockgate_binary, pki, tmp_path):
 
 
 @pytest.mark.parametrize("breakage", ["unknown-backend", "missing-cert", "port-unknown-repo",
-                                      "not-toml"])
+                                      "not-toml", "unknown-method", "unknown-type"])
 def test_broken_config_fails_check(dockgate_binary, pki, tmp_path, breakage):
     cfg = _base()
     needle = None
@@ -56,9 +56,20 @@ def test_broken_config_fails_check(dockgate_binary, pki, tmp_path, breakage):
         cfg["listen"].append({"method": "port", "address": "127.0.0.1:15444",
                               "repository": "nosuchrepo"})
         needle = "nosuchrepo"
+    elif breakage == "unknown-method":
+        # serde refuses the value; the message names file, key, line and the choices.
+        cfg["listen"][0]["method"] = "paths"
+        needle = ("dockgate.toml: listen[0].method (line ",
+                  "unknown variant `paths`, expected one of `path`, `subdomain`, `port`")
+    elif breakage == "unknown-type":
+        cfg["repositories"]["docker-local"]["type"] = "virtual"
+        needle = ("dockgate.toml: repositories.docker-local.type (line ",
+                  "expected `local` or `remote`")
     else:
         cfg = "[server\nthreads = = 2\n"
     p = _check(dockgate_binary, pki, tmp_path, cfg)
     assert p.returncode != 0, f"check accepted a broken config ({breakage})\n{p.stdout}{p.stderr}"
-    if needle:
-        assert needle in p.stdout + p.stderr, f"error should name {needle!r}:\n{p.stdout}{p.stderr}"
+    for n in (needle,) if isinstance(needle, str) else needle or ():
+        assert n in p.stdout + p.stderr, f"error should name {n!r}:\n{p.stdout}{p.stderr}"
+    if breakage.startswith("unknown-"):
+        assert p.returncode == 2, p.stderr

@@ -49,3 +49,26 @@ def test_exit_codes(dockgate_binary, pki, tmp_path):
     assert p.returncode == 3, p.stderr
     p = run([dockgate_binary, "check", "--no-such-flag"], check=False, timeout=60)
     assert p.returncode == 2, p.stderr
+
+
+def test_exit_codes_of_other_commands(dockgate_binary, pki, tmp_path):
+    # The user, cluster and cert commands choose the code by the error's kind too.
+    cfg = _cfg(tmp_path)
+    path = _write(pki, tmp_path, cfg)
+    p = run([dockgate_binary, "user", "list", "--config", path], check=False, timeout=60)
+    assert p.returncode == 2 and "no [auth] section" in p.stderr, p.stderr
+    p = run([dockgate_binary, "cluster", "status", "--config", path], check=False, timeout=60)
+    assert p.returncode == 2 and "cluster: no [cluster] section" in p.stderr, p.stderr
+    cfg["auth"] = {"htpasswd": "users.htpasswd"}
+    (tmp_path / "users.htpasswd").write_text("")
+    path.write_text(to_toml(cfg))
+    p = run([dockgate_binary, "user", "add", "a:b", "--config", path, "--password-stdin"],
+            input=b"pw\n", check=False, timeout=60)
+    assert p.returncode == 2 and "user names are" in p.stderr, p.stderr
+    cfg["listen"][0]["method"] = "paths"
+    path.write_text(to_toml(cfg))
+    p = run([dockgate_binary, "user", "list", "--config", path], check=False, timeout=60)
+    assert p.returncode == 2 and "listen[0].method (line " in p.stderr, p.stderr
+    p = run([dockgate_binary, "cert", "inspect", tmp_path / "missing.crt"], check=False,
+            timeout=60)
+    assert p.returncode == 3 and "missing.crt" in p.stderr, p.stderr

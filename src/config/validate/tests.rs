@@ -125,6 +125,48 @@ fn errors_name_file_and_key() {
             "key = \"k.pem\"\ngenerate = true\nips = [\"1.2.3\"]",
             "tls.ips[0]",
         ),
+        // Serde refuses these itself; the path names the key, toml the line.
+        (
+            "method = \"path\"",
+            "method = \"paths\"",
+            "listen[0].method (line 7): unknown variant `paths`, expected one of `path`, `subdomain`, `port`",
+        ),
+        (
+            "backend = \"local\"",
+            "backend = \"local\"\ntype = \"virtual\"",
+            "repositories.docker-local.type (line 12): unknown variant `virtual`, expected `local` or `remote`",
+        ),
+        (
+            "url = \"http://127.0.0.1:5000\"",
+            "url = \"http://127.0.0.1:5000\"\nkind = \"harbor\"",
+            "backends.local.kind (line 10): unknown variant `harbor`, expected `distribution` or `artifactory`",
+        ),
+        (
+            "key = \"k.pem\"",
+            "key = \"k.pem\"\ngenerate = true\nkey_type = \"rsa-1024\"",
+            "tls.key_type (line 6): unknown variant `rsa-1024`, expected one of `ecdsa-p256`, `rsa-2048`",
+        ),
+        (
+            "[tls]",
+            "[log]\nformat = \"xml\"\n[tls]",
+            "log.format (line 3): unknown variant `xml`, expected `json` or `logfmt`",
+        ),
+        (
+            "[tls]",
+            "[auth]\nhtpasswd = \"h\"\nchallenge = \"digest\"\n[tls]",
+            "auth.challenge (line 4): unknown variant `digest`, expected `bearer` or `basic`",
+        ),
+        (
+            "[repositories.docker-local]",
+            "[repositories.docker-local]\nupstream = \"x\"",
+            "repositories.docker-local.upstream (line 11): unknown field `upstream`",
+        ),
+        (
+            "[tls]",
+            "[server]\nthreads = \"two\"\n[tls]",
+            "server.threads (line 3): invalid type: string \"two\"",
+        ),
+        ("[tls]", "[tls", "(syntax, line 2): "),
     ];
     for (from, to, want) in cases {
         let text = BASE.replacen(from, to, 1);
@@ -132,6 +174,81 @@ fn errors_name_file_and_key() {
         assert!(e.starts_with("/etc/dockgate/dockgate.toml: "), "{e}");
         assert!(e.contains(want), "{to:?} gave {e:?}, wanted {want:?}");
     }
+}
+
+/// Every accepted spelling of the config enums, and their defaults.
+#[test]
+fn enum_values_and_defaults() {
+    let c = parse_str(BASE).unwrap();
+    assert_eq!(c.listeners[0].method, ListenMethod::Path);
+    assert_eq!(c.log.format, LogFormat::Json);
+    assert_eq!(c.backends["local"].kind, BackendKind::Distribution);
+    assert_eq!(c.repositories["docker-local"].kind, RepoType::Local);
+    let with = |from: &str, to: &str| parse_str(&BASE.replacen(from, to, 1)).unwrap();
+    for (v, want) in [("json", LogFormat::Json), ("logfmt", LogFormat::Logfmt)] {
+        let c = with("[tls]", &format!("[log]\nformat = \"{v}\"\n[tls]"));
+        assert_eq!(c.log.format, want);
+    }
+    for (v, want) in [("bearer", Challenge::Bearer), ("basic", Challenge::Basic)] {
+        let c = with(
+            "[tls]",
+            &format!("[auth]\nhtpasswd = \"h\"\nchallenge = \"{v}\"\n[tls]"),
+        );
+        assert_eq!(c.auth.map(|a| a.challenge), Some(want));
+    }
+    let c = with("[tls]", "[auth]\nhtpasswd = \"h\"\n[tls]");
+    assert_eq!(c.auth.map(|a| a.challenge), Some(Challenge::Bearer));
+    for (v, want) in [
+        ("distribution", BackendKind::Distribution),
+        ("artifactory", BackendKind::Artifactory),
+    ] {
+        let url = "url = \"http://127.0.0.1:5000\"";
+        let c = with(url, &format!("{url}\nkind = \"{v}\""));
+        assert_eq!(c.backends["local"].kind, want);
+    }
+    for (v, want) in [("local", RepoType::Local), ("remote", RepoType::Remote)] {
+        let b = "backend = \"local\"";
+        let c = with(b, &format!("{b}\ntype = \"{v}\""));
+        assert_eq!(c.repositories["docker-local"].kind, want);
+    }
+    use crate::tls::KeyType;
+    for (v, want) in [
+        ("ecdsa-p256", KeyType::EcdsaP256),
+        ("rsa-2048", KeyType::Rsa2048),
+        ("rsa-3072", KeyType::Rsa3072),
+        ("rsa-4096", KeyType::Rsa4096),
+    ] {
+        let k = "key = \"k.pem\"";
+        let c = with(k, &format!("{k}\ngenerate = true\nkey_type = \"{v}\""));
+        assert_eq!(c.tls.generate.map(|g| g.key_type), Some(want));
+        assert_eq!(
+            v.parse::<KeyType>().ok(),
+            Some(want),
+            "same spelling as --key-type"
+        );
+    }
+    let c = with("key = \"k.pem\"", "key = \"k.pem\"\ngenerate = true");
+    assert_eq!(c.tls.generate.map(|g| g.key_type), Some(KeyType::EcdsaP256));
+    let c = with(
+        "method = \"path\"",
+        "method = \"subdomain\"\nbase_domain = \"example.com\"",
+    );
+    assert_eq!(
+        c.listeners[0].method,
+        ListenMethod::Subdomain {
+            base_domain: "example.com".into()
+        }
+    );
+    let c = with(
+        "method = \"path\"",
+        "method = \"port\"\nrepository = \"docker-local\"",
+    );
+    assert_eq!(
+        c.listeners[0].method,
+        ListenMethod::Port {
+            repository: "docker-local".into()
+        }
+    );
 }
 
 #[test]

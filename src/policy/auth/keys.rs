@@ -4,7 +4,7 @@
 //! secret kept in the state dir, so nothing per key is stored; revoking
 //! bumps the generation (which also voids that user's refresh tokens).
 
-use super::write_private;
+use super::{write_private, AuthError};
 use base64::Engine;
 use ring::hmac;
 use std::collections::BTreeMap;
@@ -20,21 +20,21 @@ pub struct ApiKeys {
 }
 
 /// The generations file: user → generation.
-pub fn parse_generations(text: &str) -> Result<BTreeMap<String, u64>, String> {
-    serde_json::from_str(text).map_err(|e| e.to_string())
+pub fn parse_generations(text: &str) -> Result<BTreeMap<String, u64>, AuthError> {
+    Ok(serde_json::from_str(text)?)
 }
 
 /// Reads the secret, creating it (0600) on first use.
-pub fn load_or_create_secret(dir: &Path) -> Result<Vec<u8>, String> {
+pub fn load_or_create_secret(dir: &Path) -> Result<Vec<u8>, AuthError> {
     let path = dir.join(SECRET_FILE);
     match std::fs::read_to_string(&path) {
         Ok(text) => base64::engine::general_purpose::STANDARD
             .decode(text.trim())
-            .map_err(|e| format!("{}: {e}", path.display())),
+            .map_err(|e| AuthError::from(e).in_file(&path)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut secret = vec![0u8; 32];
             ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
-                .map_err(|_| "no system randomness".to_string())?;
+                .map_err(|_| AuthError::NoRandomness)?;
             write_private(
                 &path,
                 base64::engine::general_purpose::STANDARD
@@ -43,7 +43,7 @@ pub fn load_or_create_secret(dir: &Path) -> Result<Vec<u8>, String> {
             )?;
             Ok(secret)
         }
-        Err(e) => Err(format!("{}: {e}", path.display())),
+        Err(source) => Err(AuthError::Read { path, source }),
     }
 }
 
@@ -77,18 +77,18 @@ impl ApiKeys {
 }
 
 /// Bumps a user's generation: their API key and refresh tokens stop working.
-pub fn revoke(dir: &Path, user: &str) -> Result<u64, String> {
+pub fn revoke(dir: &Path, user: &str) -> Result<u64, AuthError> {
     let path: PathBuf = dir.join(GENERATIONS_FILE);
-    super::secret_file::may_replace(&path).map_err(|e| e.to_string())?;
+    super::secret_file::may_replace(&path)?;
     let mut map = match std::fs::read_to_string(&path) {
-        Ok(t) => parse_generations(&t).map_err(|e| format!("{}: {e}", path.display()))?,
+        Ok(t) => parse_generations(&t).map_err(|e| e.in_file(&path))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-        Err(e) => return Err(format!("{}: {e}", path.display())),
+        Err(source) => return Err(AuthError::Read { path, source }),
     };
     let g = map.entry(user.to_string()).or_insert(0);
     *g += 1;
     let g = *g;
-    let text = serde_json::to_string_pretty(&map).map_err(|e| e.to_string())?;
+    let text = serde_json::to_string_pretty(&map)?;
     write_private(&path, text.as_bytes())?;
     Ok(g)
 }

@@ -19,8 +19,70 @@ use acl::Action;
 use base64::Engine;
 use scope::Access;
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// What failed in authentication's files, keys and tokens.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file whose contents do not parse.
+    #[error("{}: {source}", path.display())]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Owner or write problems of a private file.
+    #[error(transparent)]
+    Write(#[from] secret_file::SecretFileError),
+    #[error("line {line}: expected user:hash")]
+    HtpasswdLine { line: usize },
+    #[error(
+        "line {line}: user {user:?}: only bcrypt (htpasswd -B) and argon2 hashes are accepted"
+    )]
+    HtpasswdHash { line: usize, user: String },
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    #[error("{0}")]
+    Base64(#[from] base64::DecodeError),
+    #[error("{0}")]
+    Pem(#[from] rustls_pki_types::pem::Error),
+    #[error("no system randomness")]
+    NoRandomness,
+    #[error("cannot generate the token signing key")]
+    KeyGeneration,
+    #[error("not a P-256 key: {0}")]
+    NotP256(ring::error::KeyRejected),
+    #[error("no token signing key")]
+    NoSigningKey,
+    #[error("signed by an unknown key")]
+    UnknownKey,
+    /// Signing or checking a token.
+    #[error("{0}")]
+    Jwt(#[from] jsonwebtoken::errors::Error),
+    #[error("{0}")]
+    Bcrypt(#[from] bcrypt::BcryptError),
+    #[error("{0}")]
+    Sso(#[from] crate::sso::SsoError),
+    #[error("{0}")]
+    Store(#[from] crate::state::StoreError),
+}
+
+impl AuthError {
+    /// `path: <self>`, for what went wrong inside a file.
+    pub fn in_file(self, path: &Path) -> Self {
+        AuthError::Parse {
+            path: path.to_path_buf(),
+            source: Box::new(self),
+        }
+    }
+}
 
 /// Who is asking.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,7 +212,7 @@ pub struct Kept {
 
 impl Kept {
     /// Slow (one bcrypt hash): once per process.
-    pub fn new() -> Result<Self, String> {
+    pub fn new() -> Result<Self, AuthError> {
         Ok(Self {
             limiter: Arc::new(limiter::Limiter::new(limiter::Policy {
                 max_failures: 5,
@@ -164,13 +226,13 @@ impl Kept {
 
 /// Writes a secret file atomically, keeping the owner and mode of the file
 /// it replaces (see `secret_file`).
-pub fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
-    secret_file::write_private(path, data).map_err(|e| e.to_string())
+pub fn write_private(path: &Path, data: &[u8]) -> Result<(), AuthError> {
+    Ok(secret_file::write_private(path, data)?)
 }
 
 impl Authenticator {
     /// Applies `cfg`'s thresholds to the kept limiter.
-    pub fn open(cfg: &Auth, kept: &Kept, store: Arc<dyn StateStore>) -> Result<Self, String> {
+    pub fn open(cfg: &Auth, kept: &Kept, store: Arc<dyn StateStore>) -> Result<Self, AuthError> {
         kept.limiter.set_policy(limiter::Policy {
             max_failures: cfg.max_failures,
             lockout: cfg.lockout,
@@ -179,9 +241,7 @@ impl Authenticator {
         let sso = if cfg.sso.is_empty() && cfg.workloads.is_empty() {
             None
         } else {
-            Some(Arc::new(
-                crate::sso::Sso::open(cfg, store.clone()).map_err(|e| e.to_string())?,
-            ))
+            Some(Arc::new(crate::sso::Sso::open(cfg, store.clone())?))
         };
         Ok(Self {
             users: users::Users::open(cfg.htpasswd.clone(), kept.passwords.clone())?,
@@ -221,7 +281,7 @@ impl Authenticator {
                     .secrets()
                     .tokens
                     .verify(rest.trim(), &self.cfg.service)
-                    .map_err(Failure::BadToken)?;
+                    .map_err(|e| Failure::BadToken(e.to_string()))?;
                 if c.typ.is_some() {
                     return Err(Failure::BadToken(
                         "a refresh token is not an access token".into(),
@@ -289,7 +349,7 @@ impl Authenticator {
         &self,
         user: Option<&str>,
         access: Vec<Access>,
-    ) -> Result<(String, token::Claims), String> {
+    ) -> Result<(String, token::Claims), AuthError> {
         self.store.secrets().tokens.issue(
             user.unwrap_or(""),
             &self.cfg.service,
@@ -299,7 +359,7 @@ impl Authenticator {
         )
     }
 
-    pub fn issue_refresh(&self, user: &str) -> Result<String, String> {
+    pub fn issue_refresh(&self, user: &str) -> Result<String, AuthError> {
         let gen = self.store.generation(user);
         self.store
             .secrets()
@@ -321,7 +381,7 @@ impl Authenticator {
             .secrets()
             .tokens
             .verify(token, &self.cfg.service)
-            .map_err(Failure::BadToken)?;
+            .map_err(|e| Failure::BadToken(e.to_string()))?;
         if c.typ.as_deref() != Some("refresh") {
             return Err(Failure::BadToken("not a refresh token".into()));
         }
@@ -346,12 +406,9 @@ impl Authenticator {
     }
 
     /// The user's API key and refresh tokens stop working.
-    pub async fn revoke_keys(&self, user: &str) -> Result<(), String> {
-        self.store
-            .revoke_keys(user)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+    pub async fn revoke_keys(&self, user: &str) -> Result<(), AuthError> {
+        self.store.revoke_keys(user).await?;
+        Ok(())
     }
 
     /// A workload's access token: its rule's groups (for this token only)
@@ -361,7 +418,7 @@ impl Authenticator {
         w: &crate::sso::workload::WorkloadUser,
         scopes: &[scope::Scope],
         resolve: &dyn Fn(&str) -> Option<Target>,
-    ) -> Result<(String, token::Claims), String> {
+    ) -> Result<(String, token::Claims), AuthError> {
         let mut cfg = self.cfg.clone();
         for g in &w.groups {
             cfg.groups

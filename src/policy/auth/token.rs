@@ -4,7 +4,7 @@
 //! dockgate with the same key accepts the tokens.
 
 use super::scope::Access;
-use super::write_private;
+use super::{write_private, AuthError};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
@@ -57,10 +57,10 @@ fn random_id() -> String {
 }
 
 /// A new P-256 signing key (PKCS#8 DER).
-pub fn generate_pkcs8() -> Result<Vec<u8>, String> {
+pub fn generate_pkcs8() -> Result<Vec<u8>, AuthError> {
     EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
         .map(|d| d.as_ref().to_vec())
-        .map_err(|_| "cannot generate the token signing key".to_string())
+        .map_err(|_| AuthError::KeyGeneration)
 }
 
 /// The key's PEM text, as kept in the state dir.
@@ -69,12 +69,12 @@ pub fn pkcs8_pem(pkcs8: &[u8]) -> String {
 }
 
 /// Reads the key file in `dir`, generating it (0600) when absent.
-pub fn load_or_create(dir: &Path) -> Result<Vec<u8>, String> {
+pub fn load_or_create(dir: &Path) -> Result<Vec<u8>, AuthError> {
     let path = dir.join(KEY_FILE);
     if path.exists() {
         return PrivatePkcs8KeyDer::from_pem_file(&path)
             .map(|k| k.secret_pkcs8_der().to_vec())
-            .map_err(|e| format!("{}: {e}", path.display()));
+            .map_err(|e| AuthError::from(e).in_file(&path));
     }
     let doc = generate_pkcs8()?;
     write_private(&path, pkcs8_pem(&doc).as_bytes())?;
@@ -89,13 +89,13 @@ pub struct Keyring {
 
 impl Keyring {
     /// `keys[0]` signs; PKCS#8 DER each.
-    pub fn new(keys: &[Vec<u8>]) -> Result<Self, String> {
+    pub fn new(keys: &[Vec<u8>]) -> Result<Self, AuthError> {
         let signers = keys
             .iter()
             .map(|k| Signer::from_pkcs8(k))
             .collect::<Result<Vec<_>, _>>()?;
         if signers.is_empty() {
-            return Err("no token signing key".into());
+            return Err(AuthError::NoSigningKey);
         }
         Ok(Self { signers })
     }
@@ -107,23 +107,21 @@ impl Keyring {
         access: Vec<Access>,
         ttl_secs: u64,
         refresh_gen: Option<u64>,
-    ) -> Result<(String, Claims), String> {
+    ) -> Result<(String, Claims), AuthError> {
         match self.signers.first() {
             Some(s) => s.issue(sub, aud, access, ttl_secs, refresh_gen),
-            None => Err("no token signing key".into()),
+            None => Err(AuthError::NoSigningKey),
         }
     }
 
     /// Verifies with the key the token names (`kid`).
-    pub fn verify(&self, token: &str, aud: &str) -> Result<Claims, String> {
-        let kid = jsonwebtoken::decode_header(token)
-            .map_err(|e| e.to_string())?
-            .kid;
+    pub fn verify(&self, token: &str, aud: &str) -> Result<Claims, AuthError> {
+        let kid = jsonwebtoken::decode_header(token)?.kid;
         let signer = match kid {
             Some(k) => self.signers.iter().find(|s| s.kid == k),
             None => self.signers.first(),
         }
-        .ok_or_else(|| "signed by an unknown key".to_string())?;
+        .ok_or(AuthError::UnknownKey)?;
         signer.verify(token, aud)
     }
 
@@ -134,10 +132,10 @@ impl Keyring {
 }
 
 impl Signer {
-    pub fn from_pkcs8(pkcs8: &[u8]) -> Result<Self, String> {
+    pub fn from_pkcs8(pkcs8: &[u8]) -> Result<Self, AuthError> {
         let rng = SystemRandom::new();
         let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8, &rng)
-            .map_err(|e| format!("not a P-256 key: {e}"))?;
+            .map_err(AuthError::NotP256)?;
         let public = pair.public_key().as_ref().to_vec();
         let fp = ring::digest::digest(&ring::digest::SHA256, &public);
         let kid = fp.as_ref()[..12]
@@ -152,9 +150,8 @@ impl Signer {
     }
 
     /// Loads the key from `dir`, generating it (0600) when absent.
-    pub fn open(dir: &Path) -> Result<Self, String> {
-        let path = dir.join(KEY_FILE);
-        Self::from_pkcs8(&load_or_create(dir)?).map_err(|e| format!("{}: {e}", path.display()))
+    pub fn open(dir: &Path) -> Result<Self, AuthError> {
+        Self::from_pkcs8(&load_or_create(dir)?).map_err(|e| e.in_file(&dir.join(KEY_FILE)))
     }
 
     pub fn issue(
@@ -164,7 +161,7 @@ impl Signer {
         access: Vec<Access>,
         ttl_secs: u64,
         refresh_gen: Option<u64>,
-    ) -> Result<(String, Claims), String> {
+    ) -> Result<(String, Claims), AuthError> {
         let t = now();
         let claims = Claims {
             iss: ISSUER.into(),
@@ -180,21 +177,19 @@ impl Signer {
         };
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.kid.clone());
-        let jwt = jsonwebtoken::encode(&header, &claims, &self.enc).map_err(|e| e.to_string())?;
+        let jwt = jsonwebtoken::encode(&header, &claims, &self.enc)?;
         Ok((jwt, claims))
     }
 
     /// Verifies signature, issuer, audience, exp and nbf.
-    pub fn verify(&self, token: &str, aud: &str) -> Result<Claims, String> {
+    pub fn verify(&self, token: &str, aud: &str) -> Result<Claims, AuthError> {
         let mut v = Validation::new(Algorithm::ES256);
         v.set_audience(&[aud]);
         v.set_issuer(&[ISSUER]);
         v.leeway = LEEWAY;
         v.validate_nbf = true;
         v.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
-        jsonwebtoken::decode::<Claims>(token, &self.dec, &v)
-            .map(|d| d.claims)
-            .map_err(|e| e.to_string())
+        Ok(jsonwebtoken::decode::<Claims>(token, &self.dec, &v)?.claims)
     }
 }
 

@@ -4,6 +4,7 @@
 //! cache lives in the process's shared state and survives a reload.
 
 use super::watched::Watched;
+use super::AuthError;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -24,9 +25,8 @@ pub struct PasswordCache {
 
 impl PasswordCache {
     /// Slow (one bcrypt hash): made once per process.
-    pub fn new() -> Result<Self, String> {
-        let dummy =
-            bcrypt::hash("dockgate-timing", bcrypt::DEFAULT_COST).map_err(|e| e.to_string())?;
+    pub fn new() -> Result<Self, AuthError> {
+        let dummy = bcrypt::hash("dockgate-timing", bcrypt::DEFAULT_COST)?;
         Ok(Self {
             entries: Mutex::new(HashMap::new()),
             dummy,
@@ -40,7 +40,7 @@ pub struct Users {
 }
 
 /// `user:hash` lines; `#` comments and blank lines are skipped.
-pub fn parse_htpasswd(text: &str) -> Result<BTreeMap<String, String>, String> {
+pub fn parse_htpasswd(text: &str) -> Result<BTreeMap<String, String>, AuthError> {
     let mut out = BTreeMap::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -48,13 +48,13 @@ pub fn parse_htpasswd(text: &str) -> Result<BTreeMap<String, String>, String> {
             continue;
         }
         let Some((user, hash)) = line.split_once(':') else {
-            return Err(format!("line {}: expected user:hash", i + 1));
+            return Err(AuthError::HtpasswdLine { line: i + 1 });
         };
         if user.is_empty() || !(hash.starts_with("$2") || hash.starts_with("$argon2")) {
-            return Err(format!(
-                "line {}: user {user:?}: only bcrypt (htpasswd -B) and argon2 hashes are accepted",
-                i + 1
-            ));
+            return Err(AuthError::HtpasswdHash {
+                line: i + 1,
+                user: user.to_string(),
+            });
         }
         out.insert(user.to_string(), hash.to_string());
     }
@@ -84,7 +84,7 @@ fn digest(s: &str) -> [u8; 32] {
 }
 
 impl Users {
-    pub fn open(path: PathBuf, cache: Arc<PasswordCache>) -> Result<Self, String> {
+    pub fn open(path: PathBuf, cache: Arc<PasswordCache>) -> Result<Self, AuthError> {
         Ok(Self {
             file: Watched::open(path, parse_htpasswd)?,
             cache,
@@ -92,7 +92,7 @@ impl Users {
     }
 
     /// Parses the file once, for `dockgate check`.
-    pub fn check(path: PathBuf) -> Result<(), String> {
+    pub fn check(path: PathBuf) -> Result<(), AuthError> {
         Watched::open(path, parse_htpasswd).map(|_| ())
     }
 

@@ -2,15 +2,19 @@
 //! `dockgate user add` and `revoke-keys` take effect without a reload. A
 //! file that fails to parse keeps the last good value.
 
+use super::AuthError;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 type Stamp = Option<(SystemTime, u64)>;
 
-pub struct Watched<T> {
+/// Parses a file's text; the error is reported with the file's path.
+pub type Parse<T, E> = fn(&str) -> Result<T, E>;
+
+pub struct Watched<T, E = AuthError> {
     path: PathBuf,
-    parse: fn(&str) -> Result<T, String>,
+    parse: Parse<T, E>,
     state: RwLock<(Stamp, Arc<T>)>,
 }
 
@@ -19,9 +23,9 @@ fn stamp(path: &Path) -> Stamp {
     Some((m.modified().ok()?, m.len()))
 }
 
-impl<T: Default> Watched<T> {
+impl<T: Default, E: std::error::Error + Send + Sync + 'static> Watched<T, E> {
     /// Loads now; a missing file is an empty `T`, a bad one an error.
-    pub fn open(path: PathBuf, parse: fn(&str) -> Result<T, String>) -> Result<Self, String> {
+    pub fn open(path: PathBuf, parse: Parse<T, E>) -> Result<Self, AuthError> {
         let value = load(&path, parse)?;
         Ok(Self {
             state: RwLock::new((stamp(&path), Arc::new(value))),
@@ -51,10 +55,19 @@ impl<T: Default> Watched<T> {
     }
 }
 
-fn load<T: Default>(path: &Path, parse: fn(&str) -> Result<T, String>) -> Result<T, String> {
+fn load<T: Default, E: std::error::Error + Send + Sync + 'static>(
+    path: &Path,
+    parse: Parse<T, E>,
+) -> Result<T, AuthError> {
     match std::fs::read_to_string(path) {
-        Ok(text) => parse(&text).map_err(|e| format!("{}: {e}", path.display())),
+        Ok(text) => parse(&text).map_err(|e| AuthError::Parse {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
-        Err(e) => Err(format!("{}: {e}", path.display())),
+        Err(source) => Err(AuthError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }

@@ -10,6 +10,8 @@
 //! - `failures/<instance>/<id>`: JSON `FailureRecord`, on a lease as long
 //!   as the lockout window
 //! - `areas/<area>/<key>`: a keyed area's value (single sign-on)
+//! - `usage/<instance>`: JSON `rate_share::Batch`, on a short lease (not
+//!   kept here: the watch hands each batch to the rate limiter)
 
 use crate::state::store::RepoOverride;
 use base64::Engine;

@@ -9,6 +9,7 @@
 
 pub mod connect;
 pub mod mirror;
+pub mod usage;
 
 use super::store::{check_area, RepoOverride, Secrets, StateStore, StoreError};
 use crate::config::Cluster;
@@ -153,7 +154,8 @@ async fn read_all(client: &mut Client, prefix: &str) -> Result<Mirror, ClusterEr
             continue;
         };
         let rel = String::from_utf8_lossy(rel).into_owned();
-        if !rel.starts_with("failures/") {
+        // Events, not state: only the watch delivers them.
+        if !rel.starts_with("failures/") && !rel.starts_with(usage::DIR) {
             m.apply(
                 rel,
                 Some(Value {
@@ -178,7 +180,7 @@ fn build_secrets(m: &Mirror, now: u64) -> Result<Secrets, ClusterError> {
         .ok_or_else(|| bad("secrets/token-keys is missing or not JSON"))?;
     Ok(Secrets {
         api_keys: ApiKeys::new(&api),
-        tokens: Keyring::new(&keys.live(now)).map_err(|e| bad(&e))?,
+        tokens: Keyring::new(&keys.live(now)).map_err(|e| bad(&e.to_string()))?,
     })
 }
 
@@ -231,7 +233,7 @@ async fn ensure_secrets(
     client.txn(txn).await.map_err(unreachable)?;
     let key = match &seed.token_key {
         Some(k) => k.clone(),
-        None => token::generate_pkcs8().map_err(ClusterError::Invalid)?,
+        None => token::generate_pkcs8().map_err(|e| ClusterError::Invalid(e.to_string()))?,
     };
     create_if_absent(
         client,
@@ -256,6 +258,8 @@ pub struct EtcdStore {
     /// Seconds a failure record lives (the lockout window).
     lockout_secs: AtomicU64,
     on_change: OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// Set when rate limits are shared (`usage`).
+    absorb: OnceLock<usage::Absorb>,
     handle: tokio::runtime::Handle,
 }
 
@@ -319,6 +323,7 @@ impl EtcdStore {
                         metrics,
                         lockout_secs: AtomicU64::new(lockout.as_secs().max(1)),
                         on_change: OnceLock::new(),
+                        absorb: OnceLock::new(),
                         handle: tokio::runtime::Handle::current(),
                     });
                     store.metrics.cluster_connected.set(1);
@@ -450,6 +455,13 @@ impl EtcdStore {
         } else if was {
             tracing::warn!("cluster store unreachable; serving the last state seen");
         }
+        if was != up && self.absorb.get().is_some() {
+            if up {
+                tracing::info!("rate limits shared by the cluster again");
+            } else {
+                tracing::warn!("rate limits are per instance until the cluster store answers");
+            }
+        }
         self.tick_metrics();
     }
 
@@ -523,6 +535,7 @@ impl EtcdStore {
     fn apply(&self, resp: &etcd_client::WatchResponse) {
         let mut touched = Touched::default();
         let mut foreign = Vec::new();
+        let mut batches = Vec::new();
         if let Ok(mut m) = self.mirror.write() {
             for ev in resp.events() {
                 let Some(kv) = ev.kv() else { continue };
@@ -534,6 +547,12 @@ impl EtcdStore {
                 if rel.starts_with("failures/") {
                     if ev.event_type() == EventType::Put {
                         foreign.extend(mirror::foreign_failure(&rel, kv.value(), &self.instance));
+                    }
+                    continue;
+                }
+                if rel.starts_with(usage::DIR) {
+                    if ev.event_type() == EventType::Put {
+                        batches.extend(usage::foreign_batch(&rel, kv.value(), &self.instance));
                     }
                     continue;
                 }
@@ -553,6 +572,7 @@ impl EtcdStore {
         for f in foreign {
             self.limiter.failure(&f.user, f.ip);
         }
+        self.received(batches);
         if let Ok(mut t) = self.last_contact.lock() {
             *t = Instant::now();
         }
@@ -707,7 +727,7 @@ pub async fn rotate_keys(c: &Cluster, keep: Duration) -> Result<usize, ClusterEr
     let mut client = connect::connect(c).await?;
     ensure_secrets(&mut client, &c.prefix, &Seed::default()).await?;
     let key = format!("{}{}", c.prefix, mirror::TOKEN_KEYS);
-    let new = token::generate_pkcs8().map_err(ClusterError::Invalid)?;
+    let new = token::generate_pkcs8().map_err(|e| ClusterError::Invalid(e.to_string()))?;
     let (v, _) = cas(&mut client, &key, None, &|cur| {
         let keys = cur.and_then(TokenKeys::parse).unwrap_or_default();
         Ok(keys.rotate(&new, unix_now(), keep.as_secs()).encode())
