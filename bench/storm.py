@@ -27,6 +27,11 @@ P_NPLAIN = b.PORT_BASE + 51   # nginx plain
 P_NCACHE = b.PORT_BASE + 52   # nginx proxy_cache
 P_BACK = b.PORT_BASE + 53     # backend nginx (plain HTTP, access log on)
 STORM = os.path.join(b.RUN, "storm")
+# Which proxies (dockgate, plain, cached) and how many warm storms each (rows per round).
+STORM_TARGETS = os.environ.get("STORM_TARGETS", "dockgate,plain,cached").split(",")
+WARM_ROUNDS = b.env_int("WARM_ROUNDS", 1)
+# STORM_PERF=1: perf record of the proxy during its warm blob storms, into STORM/perf-<proxy>-<n>.data.
+STORM_PERF = os.environ.get("STORM_PERF") == "1"
 
 
 def backend_conf(manifest_digest):
@@ -184,21 +189,34 @@ def backend_requests(what):
         return 0
 
 
-def storm(target, pids, url, what, size, headers=()):
+def storm(target, pids, url, what, size, headers=(), perf_out=None):
     b.wait_quiet()
+    perf = None
+    if perf_out:
+        import subprocess
+        perf = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "499", "--call-graph", "dwarf,16384",
+                                 "-p", ",".join(map(str, pids)), "-o", perf_out],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
     before = backend_requests(what)
     rss = b.RssSampler(pids)
     rss.start()
-    cpu0 = b.cpu_seconds(pids)
+    cpu0, k0, s0 = b.cpu_seconds(pids), b.children_cpu(), b.system_busy_seconds()
     argv_headers = list(headers)
     res = h2load_h1(url, argv_headers)
     cpu = b.cpu_seconds(pids) - cpu0
+    client = b.children_cpu() - k0
+    other = max(0.0, b.system_busy_seconds() - s0 - cpu - client)
     peak = rss.stop()
+    if perf:
+        import signal
+        perf.send_signal(signal.SIGINT)
+        perf.wait(timeout=120)
     total = CLIENTS * size
     return {"target": target, "what": what, "backend_requests": backend_requests(what) - before,
             "mb_s": total / res["time_s"] / 1e6, "time_s": res["time_s"],
             "cpu_s_per_gib": cpu / (total / b.GiB), "cpu_s": cpu, "peak_rss_mib": peak / 1024,
-            "succeeded": res["succeeded"]}
+            "succeeded": res["succeeded"], "client_cpu_s": client, "other_cpu_s": other}
 
 
 def h2load_h1(url, headers):
@@ -233,8 +251,11 @@ def main():
     accept = "Accept: application/vnd.oci.image.manifest.v1+json"
     rows = []
     try:
-        for target, port in (("dockgate+cache", P_DGC), ("nginx plain", P_NPLAIN),
-                             ("nginx proxy_cache+lock", P_NCACHE)):
+        for key, target, port in (("dockgate", "dockgate+cache", P_DGC),
+                                  ("plain", "nginx plain", P_NPLAIN),
+                                  ("cached", "nginx proxy_cache+lock", P_NCACHE)):
+            if key not in STORM_TARGETS:
+                continue
             conf = os.path.join(STORM, f"{port}.conf")
             if target.startswith("dockgate"):
                 with open(conf, "w") as f:
@@ -248,9 +269,12 @@ def main():
                 p = start(f"storm-nginx-{name}", ["nginx", "-p", STORM, "-c", conf], port)
                 pids = [p.pid] + b.children_of(p.pid)
             base = f"https://127.0.0.1:{port}"
-            for phase in ("cold", "warm"):
+            for n, phase in enumerate(["cold"] + ["warm"] * WARM_ROUNDS):
                 b.log(f"{target}: {phase} storm, {CLIENTS} x {STORM_MIB} MiB blob")
-                r = storm(target, pids, base + blob_path, f"sha256:{hexd}", STORM_MIB * b.MiB)
+                perf_out = os.path.join(STORM, f"perf-{key}-{n}.data") \
+                    if STORM_PERF and phase == "warm" else None
+                r = storm(target, pids, base + blob_path, f"sha256:{hexd}", STORM_MIB * b.MiB,
+                          perf_out=perf_out)
                 r["phase"], r["object"] = phase, "blob"
                 rows.append(r)
                 b.log(f"  {r}")
@@ -267,11 +291,12 @@ def main():
     print(f"pull storm: {CLIENTS} clients (h2load --h1, one request each), blob {STORM_MIB} MiB, "
           f"manifest {mlen} B, by digest; {os.cpu_count()} cores\n")
     print("| proxy | object | phase | backend requests | aggregate MB/s | proxy CPU-s per GiB "
-          "| proxy peak RSS |")
-    print("|---|---|---|---:|---:|---:|---:|")
+          "| proxy peak RSS | client / other CPU-s |")
+    print("|---|---|---|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['target']} | {r['object']} | {r['phase']} | {r['backend_requests']} "
-              f"| {r['mb_s']:,.0f} | {r['cpu_s_per_gib']:.2f} | {r['peak_rss_mib']:.1f} MiB |")
+              f"| {r['mb_s']:,.0f} | {r['cpu_s_per_gib']:.2f} | {r['peak_rss_mib']:.1f} MiB "
+              f"| {r['client_cpu_s']:.2f} / {r['other_cpu_s']:.2f} |")
 
 
 if __name__ == "__main__":

@@ -140,7 +140,8 @@ async fn send(
         match reader.next().await {
             Ok(Some(chunk)) => {
                 bytes.inc_by(chunk.len() as u64);
-                s.write_response_body(Some(chunk), false).await?;
+                s.write_response_body(Some(chunk.clone()), false).await?;
+                reader.recycle(chunk);
             }
             Ok(None) => break,
             Err(e) => {
