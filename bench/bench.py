@@ -1109,7 +1109,7 @@ def main():
         # Warm-up: connection pools, page cache, allocator.
         for n in order:
             m_get(targets[n], s, "1.1")
-            wrk(targets[n].url("/manifests/latest"), 64, 1, [f"Accept: {ACCEPT}"])
+            wrk(targets[n].url("/manifests/latest"), 64, 1, [f"Accept: {ACCEPT}", *AUTH_HEADERS])
 
         results = {n: {} for n in order + ["backend", "static"]}
         t_start = time.monotonic()

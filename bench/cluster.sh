@@ -68,7 +68,8 @@ prefix = "/dockgate-bench/"
 TOML
 
 export TARGETS=dockgate REFS=0 MEASURES=${MEASURES:-get_h1,manifest_h1}
-export BENCH_AUTH=bench:bench-password DOCKGATE_REPO_EXTRA='read = ["bench"]'
+# write too: bench.py's preflight checks the upload path (PATCH) as well.
+export BENCH_AUTH=bench:bench-password DOCKGATE_REPO_EXTRA=$'read = ["bench"]\nwrite = ["bench"]'
 for mode in off on; do
   extra="$OUT/auth.toml"
   [[ $mode == on ]] && extra="$OUT/auth-cluster.toml"

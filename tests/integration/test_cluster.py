@@ -39,7 +39,7 @@ PUSH_MIB = int(os.environ.get("DOCKGATE_CLUSTER_PUSH_MIB", "30"))
 # Within 1 s, plus room for a loaded 2-core machine.
 PROPAGATION = 2.5
 # Slow refill, so what a test sees is the burst (`limited` repository).
-LIMIT = {"requests_per_second": 0.2, "burst": 5}
+LIMIT = {"requests_per_second": 0.1, "burst": 5}
 
 
 def poll(fn, timeout, every=0.05):
@@ -285,13 +285,14 @@ def test_rate_limit_is_one_limit_across_instances(cluster):
 
     # Alternating, a request every 0.3 s: longer than one exchange (0.25 s at most).
     answers = []
+    t0 = time.monotonic()
     for i in range(12):
         answers.append(get((a, b)[i % 2], "alice"))
         time.sleep(0.3)
     codes = [r.status_code for r in answers]
     admitted = sum(c != 429 for c in codes)
-    print(f"alternating A/B: {codes}")
-    # The burst (5), plus at most one refill (0.2/s over ~4-6 s) and one of slack;
+    print(f"alternating A/B over {time.monotonic() - t0:.1f}s: {codes}")
+    # The burst (5), plus at most one refill (0.1/s over ~4-10 s) and one of slack;
     # per instance it would be 10 or more.
     assert 5 <= admitted <= 7, codes
     assert codes[:5].count(429) == 0, codes
