@@ -12,6 +12,13 @@ need_cargo
 
 bash scripts/install-deps.sh
 
+# The debug and release builds take about 5 GiB; say so up front rather than
+# failing with "No space left on device" ten minutes in.
+free_kib=$(df -Pk . | awk 'NR==2 {print $4}')
+if [ "${free_kib:-0}" -lt $((6 * 1024 * 1024)) ]; then
+  echo "warning: only $((free_kib / 1024)) MiB free under $PWD; the builds need about 5 GiB" >&2
+fi
+
 echo "==> cargo fmt --check"
 cargo fmt --check
 echo "==> cargo clippy"
