@@ -358,10 +358,27 @@ where
             );
 
             let mut result = self.process_new_http(session, shutdown).await;
-            while let Some((stream, persistent_settings)) = result.map(|r| r.consume()) {
+            while let Some((mut stream, persistent_settings)) = result.map(|r| r.consume()) {
+                // dockgate patch (vendor/README.md): wait for the next request's first byte
+                // before `process_new_http` boxes the whole proxy state machine (~16 KiB),
+                // so an idle keep-alive connection holds only this small future.
+                let first = match &persistent_settings {
+                    Some(s) if s.pipelined_prefix.is_none() => {
+                        match next_request_start(&mut stream, s.keepalive_timeout, shutdown).await
+                        {
+                            NextRequest::Started(first) => Some(first),
+                            NextRequest::Closed => return None,
+                            NextRequest::Unbounded => None,
+                        }
+                    }
+                    _ => None,
+                };
                 let mut session = ServerSession::new_http1(stream);
                 if let Some(persistent_settings) = persistent_settings {
                     persistent_settings.apply_to_session(&mut session);
+                }
+                if let Some(first) = first {
+                    session.set_pipelined_prefix(first);
                 }
 
                 result = self.process_new_http(session, shutdown).await;
@@ -372,6 +389,63 @@ where
 
     async fn cleanup(&self) {
         self.http_cleanup().await;
+    }
+}
+
+/// How the wait for a reused HTTP/1.1 connection's next request ended.
+enum NextRequest {
+    /// Its first byte(s), to be parsed as the start of the request.
+    Started(BytesMut),
+    /// The client closed, the keep-alive timeout passed, or the server is shutting down.
+    Closed,
+    /// Keep-alive is off for this session: leave the read to `read_request`, as before.
+    Unbounded,
+}
+
+/// Same capacity `read_request` starts its header buffer with.
+const NEXT_REQUEST_BUF_SIZE: usize = 4096;
+
+/// Waits for the first byte of the next request on a reused connection, with the session's
+/// keep-alive timeout (`Some(0)` = none) and the shutdown watch that `read_request` obeys.
+/// It reads one byte so that nothing is allocated while the connection is idle; TLS keeps the
+/// rest of the record buffered for `read_request`, which gets this byte as a pipelined prefix.
+async fn next_request_start(
+    stream: &mut Stream,
+    keepalive_timeout: Option<u64>,
+    shutdown: &ShutdownWatch,
+) -> NextRequest {
+    use tokio::io::AsyncReadExt;
+    let Some(secs) = keepalive_timeout else {
+        return NextRequest::Unbounded;
+    };
+    if *shutdown.borrow() {
+        return NextRequest::Closed;
+    }
+    let mut shutdown = shutdown.clone();
+    let mut byte = [0u8; 1];
+    let read = async {
+        if secs == 0 {
+            stream.read(&mut byte).await.ok()
+        } else {
+            tokio::time::timeout(Duration::from_secs(secs), stream.read(&mut byte))
+                .await
+                .ok()
+                .and_then(|r| r.ok())
+        }
+    };
+    let n = tokio::select! {
+        biased;
+        n = read => n,
+        // A dropped sender (Err) disables this branch instead of closing the connection.
+        Ok(()) = shutdown.changed() => None,
+    };
+    match n {
+        Some(n) if n > 0 => {
+            let mut first = BytesMut::with_capacity(NEXT_REQUEST_BUF_SIZE);
+            first.extend_from_slice(&byte[..n]);
+            NextRequest::Started(first)
+        }
+        _ => NextRequest::Closed,
     }
 }
 
