@@ -255,10 +255,13 @@ fn run_prepared(path: &Path, mut p: crate::state::Prepared) -> Result<(), ServeE
         let mut tls = TlsSettings::intermediate("", "")?;
         tls.set_cert_resolver(store.clone());
         tls.enable_h2();
-        // A 16 KiB write buffer sends a small answer's header and body as one
-        // segment (pingora's 1,460 B default flushes them apart); a 16 KiB
-        // read buffer keeps idle connections small. Measured in bench/.
-        let buffers = L4BufferSettings::new(16 << 10, 16 << 10);
+        // No read buffer: rustls buffers what it reads, a second copy under it
+        // only held memory. A 2 KiB write buffer still sends a manifest answer's
+        // header and body records as one segment (pingora's 1,460 B default
+        // flushes them apart); bigger writes bypass it. 16/16 KiB -> 0/2 KiB took
+        // an idle keep-alive connection from 30 to 14.6 KiB, manifest and blob
+        // CPU within the noise (bench/README.md, 2026-12-01).
+        let buffers = L4BufferSettings::new(0, 2 << 10);
         svc.add_listener(
             ListenerConfig::tcp(l.address.to_string())
                 .tls(tls)
