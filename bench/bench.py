@@ -81,7 +81,7 @@ PROFILE = os.environ.get("PROFILE", "") == "1"
 REFS = os.environ.get("REFS", "1") != "0"
 SERVE_ONLY = env_int("SERVE_ONLY", 0)
 QUIET_WAIT = env_int("QUIET_WAIT", 30)
-THREADS = 2  # dockgate server.threads == nginx worker_processes
+THREADS = int(os.environ.get("THREADS", "2"))  # dockgate server.threads == nginx worker_processes
 
 P_DG, P_NGX = PORT_BASE + 43, PORT_BASE + 44
 # bench/cluster.sh: Basic credentials on every request (user:password), extra
