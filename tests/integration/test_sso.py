@@ -7,7 +7,11 @@
   OAuth and REST shapes: GET /login/oauth/authorize (redirects back with code and state,
   as after the user approves), POST /login/oauth/access_token (form in, JSON out with
   `Accept: application/json`; errors as 200 with an `error` field; PKCE S256 checked),
-  GET /user, /user/orgs, /user/teams (Bearer token).
+  GET /user, /user/orgs, /user/teams (Bearer token). The device flow (POST
+  /login/device/code, then the device_code grant at /login/oauth/access_token, answering
+  `authorization_pending` until the user enters the code) only for the OAuth app that has it
+  enabled, as on GitHub; for the other app /login/device/code is a 404, as on an Enterprise
+  host without it.
 - Real clients afterwards: docker login with the CLI secret; skopeo and podman with the
   credential helper (docker-credential-dockgate, a link to dockgate) in their auth file;
   skopeo with a workload JWT minted here as the password.
@@ -44,13 +48,20 @@ WORKLOAD_AUD = "dockgate-test"
 
 # GitHub stand-in --------------------------------------------------------------------------
 class GithubStandIn:
-    """GitHub's OAuth app endpoints and the REST calls dockgate makes, for one user."""
+    """GitHub's OAuth app endpoints and the REST calls dockgate makes: `octo` signs in
+    through the browser app, `hubot` through the device-flow app."""
 
-    def __init__(self, client_id, client_secret):
+    DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
+    def __init__(self, client_id, client_secret, device_client_id):
         self.client_id, self.client_secret = client_id, client_secret
+        self.device_client_id = device_client_id
         self.codes = {}      # code -> (redirect_uri, code_challenge)
-        self.tokens = set()
+        self.devices = {}    # device_code -> {"user_code", "approved"}
+        self.polls = 0
+        self.tokens = {}     # token -> user
         self.user = {"login": "octo", "id": 583231, "email": "octo@example.test"}
+        self.device_user = {"login": "hubot", "id": 480938, "email": "hubot@example.test"}
         self.orgs = [{"login": "acme"}]
         self.teams = [{"slug": "platform", "organization": {"login": "acme"}}]
         stand_in = self
@@ -80,11 +91,12 @@ class GithubStandIn:
                     self.end_headers()
                     return
                 auth = self.headers.get("Authorization", "")
-                if auth.split(" ", 1)[-1] not in stand_in.tokens:
+                user = stand_in.tokens.get(auth.split(" ", 1)[-1])
+                if not user:
                     return self._json(401, {"message": "Bad credentials",
                                             "documentation_url": "https://docs.github.com/rest"})
                 if u.path == "/api/v3/user":
-                    return self._json(200, stand_in.user)
+                    return self._json(200, user)
                 if u.path == "/api/v3/user/orgs":
                     return self._json(200, stand_in.orgs)
                 if u.path == "/api/v3/user/teams":
@@ -94,8 +106,28 @@ class GithubStandIn:
             def do_POST(self):
                 n = int(self.headers.get("Content-Length", "0"))
                 f = {k: v[0] for k, v in parse_qs(self.rfile.read(n).decode()).items()}
+                device_app = f.get("client_id") == stand_in.device_client_id
+                if self.path == "/login/device/code" and device_app:
+                    code = os.urandom(20).hex()
+                    user_code = os.urandom(2).hex().upper() + "-" + os.urandom(2).hex().upper()
+                    stand_in.devices[code] = {"user_code": user_code, "approved": False}
+                    return self._json(200, {"device_code": code, "user_code": user_code,
+                                            "verification_uri": stand_in.url + "/login/device",
+                                            "expires_in": 900, "interval": 1})
                 if self.path != "/login/oauth/access_token":
                     return self._json(404, {"message": "Not Found"})
+                if f.get("grant_type") == stand_in.DEVICE_GRANT:
+                    stand_in.polls += 1
+                    d = stand_in.devices.get(f.get("device_code")) if device_app else None
+                    if not d:
+                        return self._json(200, {"error": "incorrect_device_code"})
+                    if not d["approved"]:
+                        return self._json(200, {"error": "authorization_pending"})
+                    del stand_in.devices[f["device_code"]]
+                    token = "gho_" + base64.urlsafe_b64encode(os.urandom(18)).decode()
+                    stand_in.tokens[token] = stand_in.device_user
+                    return self._json(200, {"access_token": token, "token_type": "bearer",
+                                            "scope": "read:org,read:user,user:email"})
                 if (f.get("client_id"), f.get("client_secret")) != (stand_in.client_id,
                                                                    stand_in.client_secret):
                     return self._json(200, {"error": "incorrect_client_credentials"})
@@ -107,13 +139,21 @@ class GithubStandIn:
                                             "error_description": "The code passed is "
                                             "incorrect or expired."})
                 token = "gho_" + base64.urlsafe_b64encode(os.urandom(18)).decode()
-                stand_in.tokens.add(token)
+                stand_in.tokens[token] = stand_in.user
                 self._json(200, {"access_token": token, "token_type": "bearer",
                                  "scope": "read:org,read:user,user:email"})
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def approve(self, user_code):
+        """The user enters the code on GitHub's device page and authorises the app."""
+        for d in self.devices.values():
+            if d["user_code"] == user_code:
+                d["approved"] = True
+                return
+        raise AssertionError(f"no device code {user_code}")
 
     def stop(self):
         self.server.shutdown()
@@ -178,7 +218,7 @@ def sso(dockgate_binary, pki, registry, tmp_path_factory):
     idp = OidcProvider(work / "idp", accounts,
                        [f"https://127.0.0.1:{port}/login/corp/callback"],
                        client_secret="idp-secret-" + os.urandom(6).hex())
-    gh = GithubStandIn("Iv1.standin", "gh-secret-" + os.urandom(6).hex())
+    gh = GithubStandIn("Iv1.standin", "gh-secret-" + os.urandom(6).hex(), "Iv1.device")
     wkey = new_p256_key()
     auth = {
         "sso": {
@@ -191,6 +231,10 @@ def sso(dockgate_binary, pki, registry, tmp_path_factory):
                    "client_id": gh.client_id, "client_secret_file": "gh.secret",
                    "display_name": "GitHub Enterprise",
                    "groups": {"acme/platform": "devs"}},
+            "ghd": {"kind": "github", "base_url": gh.url, "api_url": gh.url + "/api/v3",
+                    "client_id": gh.device_client_id, "client_secret_file": "gh.secret",
+                    "display_name": "GitHub (device flow)",
+                    "groups": {"acme/platform": "devs"}},
         },
         "workload": {
             "ci": {"issuer": WORKLOAD_ISSUER, "jwks_file": "ci-jwks.json",
@@ -408,6 +452,46 @@ def test_device_flow_helper_and_group_removal(sso, dockgate_binary, client_env, 
     gone = client_env.skopeo("inspect", "--raw", "--cert-dir", client_env.cert_dir,
                              push_ref(sso, "dev"), check=False)
     assert gone.returncode != 0
+
+
+def test_dockgate_login_github_device_flow(sso, dockgate_binary, tmp_path):
+    """GitHub's device flow: `dockgate login` shows the code, polls through the gateway
+    (`authorization_pending`) until the user enters it, then stores a refresh token that
+    the token service honours with the user's team roles."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
+           "DOCKGATE_CREDENTIALS": str(tmp_path / "creds.json")}
+    p = subprocess.Popen([str(dockgate_binary), "login", sso.hostport, "--provider", "ghd",
+                          "--ca", sso.ca], env=env, stderr=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    lines, code = [], None
+    for line in p.stderr:
+        lines.append(line)
+        m = re.search(r"open (\S+) and enter the code (\S+)", line)
+        if m:
+            assert m.group(1) == sso.gh.url + "/login/device", line
+            code = m.group(2)
+            break
+    assert code, "".join(lines)
+    polls = sso.gh.polls
+    time.sleep(2.5)
+    assert sso.gh.polls > polls, "the CLI polls while the code is not entered"
+    assert p.poll() is None, "still waiting for the user"
+    sso.gh.approve(code)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, "".join(lines) + err
+    stored = json.loads((tmp_path / "creds.json").read_text())[sso.hostport]
+    assert stored["Username"] == "<token>" and stored["Secret"]
+    sso.secrets.append(stored["Secret"])
+    assert sso.users_file()["hubot"]["provider"] == "ghd"
+    r = requests.post(sso.base + "/v2/token", verify=sso.ca, timeout=30,
+                      data={"grant_type": "refresh_token", "service": SERVICE,
+                            "refresh_token": stored["Secret"], "client_id": "t",
+                            "scope": "repository:apps/x:push,pull"})
+    assert r.status_code == 200, r.text
+    claims = json.loads(base64.urlsafe_b64decode(r.json()["token"].split(".")[1] + "=="))
+    assert claims["sub"] == "hubot" and sorted(claims["access"][0]["actions"]) == ["pull", "push"]
+    # The provider handed the token out once: the device code is spent.
+    assert not sso.gh.devices
 
 
 def test_dockgate_login_loopback_where_no_device_flow(sso, dockgate_binary, tmp_path):
