@@ -169,3 +169,22 @@ async fn idle_wait_ends_at_shutdown() {
         .unwrap();
     assert_eq!(s.app.calls.load(Ordering::SeqCst), 1);
 }
+
+/// Every HTTP/1.1 connection holds this future for its whole life; the h2 branch and the
+/// 680-byte session are kept out of it (4,048 bytes before the patch, 616 after).
+#[tokio::test]
+async fn connection_future_stays_small() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _client = TcpStream::connect(addr).await.unwrap();
+    let (server, _) = listener.accept().await.unwrap();
+    let app = Arc::new(Echo {
+        calls: AtomicUsize::new(0),
+        keepalive: 1,
+    });
+    let (_tx, rx) = watch::channel(false);
+    let stream: pingora::protocols::Stream = Box::new(L4Stream::from(server));
+    let fut = app.process_new(stream, &rx);
+    let size = std::mem::size_of_val(&*fut);
+    assert!(size <= 1024, "process_new's future is {size} bytes");
+}

@@ -297,67 +297,59 @@ where
             }
         }
         if h2c || matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            // create a shared connection digest
-            let digest = Arc::new(Digest {
-                ssl_digest: stream.get_ssl_digest(),
-                // TODO: log h2 handshake time
-                timing_digest: stream.get_timing_digest(),
-                proxy_digest: stream.get_proxy_digest(),
-                socket_digest: stream.get_socket_digest(),
-            });
+            // dockgate patch (vendor/README.md): the h2 connection's futures in their own box,
+            // so they do not size this future for every HTTP/1.1 connection (4,048 -> ~1 KiB).
+            Box::pin(async move {
+                // create a shared connection digest
+                let digest = Arc::new(Digest {
+                    ssl_digest: stream.get_ssl_digest(),
+                    // TODO: log h2 handshake time
+                    timing_digest: stream.get_timing_digest(),
+                    proxy_digest: stream.get_proxy_digest(),
+                    socket_digest: stream.get_socket_digest(),
+                });
 
-            let h2_options = self.h2_options();
-            let h2_conn = match server::handshake(stream, h2_options).await {
-                Err(e) => {
-                    error!("H2 handshake error {e}");
-                    return None;
-                }
-                Ok(c) => c,
-            };
+                let h2_options = self.h2_options();
+                let h2_conn = match server::handshake(stream, h2_options).await {
+                    Err(e) => {
+                        error!("H2 handshake error {e}");
+                        return;
+                    }
+                    Ok(c) => c,
+                };
 
-            // The accept-loop body — including the graceful-shutdown state
-            // machine — lives in `server::accept_downstream_sessions` so that
-            // the same code path is exercised by tests in `protocols::http::v2`.
-            let app = self.clone();
-            let shutdown_for_session = shutdown.clone();
-            let h2_idle_timeout = self.server_options().and_then(|o| o.h2_idle_timeout);
-            server::accept_downstream_sessions(
-                h2_conn,
-                digest,
-                shutdown.clone(),
-                h2_idle_timeout,
-                |h2_stream, guard| {
-                    let app = app.clone();
-                    let shutdown = shutdown_for_session.clone();
-                    pingora_runtime::current_handle().spawn(async move {
-                        // hold `guard` for the session's lifetime so the accept
-                        // loop's idle timeout sees this connection as busy.
-                        let _guard = guard;
-                        // Note, `PersistentSettings` not currently relevant for h2
-                        app.process_new_http(ServerSession::new_http2(h2_stream), &shutdown)
-                            .await;
-                    });
-                },
-            )
+                // The accept-loop body — including the graceful-shutdown state
+                // machine — lives in `server::accept_downstream_sessions` so that
+                // the same code path is exercised by tests in `protocols::http::v2`.
+                let app = self.clone();
+                let shutdown_for_session = shutdown.clone();
+                let h2_idle_timeout = self.server_options().and_then(|o| o.h2_idle_timeout);
+                server::accept_downstream_sessions(
+                    h2_conn,
+                    digest,
+                    shutdown.clone(),
+                    h2_idle_timeout,
+                    |h2_stream, guard| {
+                        let app = app.clone();
+                        let shutdown = shutdown_for_session.clone();
+                        pingora_runtime::current_handle().spawn(async move {
+                            // hold `guard` for the session's lifetime so the accept
+                            // loop's idle timeout sees this connection as busy.
+                            let _guard = guard;
+                            // Note, `PersistentSettings` not currently relevant for h2
+                            app.process_new_http(ServerSession::new_http2(h2_stream), &shutdown)
+                                .await;
+                        });
+                    },
+                )
+                .await;
+            })
             .await;
         } else if custom || matches!(stream.selected_alpn_proto(), Some(ALPN::Custom(_))) {
             return self.clone().process_custom_session(stream, shutdown).await;
         } else {
             // No ALPN or ALPN::H1 and h2c was not configured, fallback to HTTP/1.1
-            let mut session = ServerSession::new_http1(stream);
-            if *shutdown.borrow() {
-                // stop downstream from reusing if this service is shutting down soon
-                session.set_keepalive(None);
-            } else {
-                // default 60s
-                session.set_keepalive(Some(60));
-            }
-            session.set_keepalive_reuses_remaining(
-                self.server_options()
-                    .and_then(|opts| opts.keepalive_request_limit),
-            );
-
-            let mut result = self.process_new_http(session, shutdown).await;
+            let mut result = h1_session(self, stream, H1Start::First, None, shutdown).await;
             while let Some((mut stream, persistent_settings)) = result.map(|r| r.consume()) {
                 // dockgate patch (vendor/README.md): wait for the next request's first byte
                 // before `process_new_http` boxes the whole proxy state machine (~16 KiB),
@@ -373,15 +365,8 @@ where
                     }
                     _ => None,
                 };
-                let mut session = ServerSession::new_http1(stream);
-                if let Some(persistent_settings) = persistent_settings {
-                    persistent_settings.apply_to_session(&mut session);
-                }
-                if let Some(first) = first {
-                    session.set_pipelined_prefix(first);
-                }
-
-                result = self.process_new_http(session, shutdown).await;
+                let reused = H1Start::Reused(persistent_settings);
+                result = h1_session(self, stream, reused, first, shutdown).await;
             }
         }
         None
@@ -390,6 +375,51 @@ where
     async fn cleanup(&self) {
         self.http_cleanup().await;
     }
+}
+
+/// Which request of an HTTP/1.1 connection a session is for.
+enum H1Start {
+    First,
+    Reused(Option<HttpPersistentSettings>),
+}
+
+/// dockgate patch (vendor/README.md): builds an HTTP/1.1 session and returns
+/// `process_new_http`'s boxed future. Outside the caller's `async fn`, so the 680-byte
+/// `ServerSession` is not kept in that future (rustc keeps moved-from locals in it).
+fn h1_session<'a, T>(
+    app: &'a Arc<T>,
+    stream: Stream,
+    start: H1Start,
+    first: Option<BytesMut>,
+    shutdown: &'a ShutdownWatch,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<ReusedHttpStream>> + Send + 'a>>
+where
+    T: HttpServerApp + Send + Sync + 'static,
+{
+    let mut session = ServerSession::new_http1(stream);
+    match start {
+        H1Start::Reused(Some(persistent_settings)) => {
+            persistent_settings.apply_to_session(&mut session)
+        }
+        H1Start::Reused(None) => {}
+        H1Start::First => {
+            if *shutdown.borrow() {
+                // stop downstream from reusing if this service is shutting down soon
+                session.set_keepalive(None);
+            } else {
+                // default 60s
+                session.set_keepalive(Some(60));
+            }
+            session.set_keepalive_reuses_remaining(
+                app.server_options()
+                    .and_then(|opts| opts.keepalive_request_limit),
+            );
+        }
+    }
+    if let Some(first) = first {
+        session.set_pipelined_prefix(first);
+    }
+    app.process_new_http(session, shutdown)
 }
 
 /// How the wait for a reused HTTP/1.1 connection's next request ended.
