@@ -59,19 +59,28 @@ struct Served {
     shutdown: watch::Sender<bool>,
 }
 
-async fn serve(keepalive: u64) -> Served {
+/// A loopback TCP connection: the client end, and the server end as pingora's stream.
+async fn connection() -> (TcpStream, pingora::protocols::Stream) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let client = TcpStream::connect(addr).await.unwrap();
     let (server, _) = listener.accept().await.unwrap();
-    let app = Arc::new(Echo {
+    (client, Box::new(L4Stream::from(server)))
+}
+
+fn echo(keepalive: u64) -> Arc<Echo> {
+    Arc::new(Echo {
         calls: AtomicUsize::new(0),
         keepalive,
-    });
+    })
+}
+
+async fn serve(keepalive: u64) -> Served {
+    let (client, stream) = connection().await;
+    let app = echo(keepalive);
     let (tx, rx) = watch::channel(false);
     let a = app.clone();
     let done = tokio::spawn(async move {
-        let stream: pingora::protocols::Stream = Box::new(L4Stream::from(server));
         let _ = a.process_new(stream, &rx).await;
     });
     Served {
@@ -174,16 +183,9 @@ async fn idle_wait_ends_at_shutdown() {
 /// 680-byte session are kept out of it (4,048 bytes before the patch, 616 after).
 #[tokio::test]
 async fn connection_future_stays_small() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let _client = TcpStream::connect(addr).await.unwrap();
-    let (server, _) = listener.accept().await.unwrap();
-    let app = Arc::new(Echo {
-        calls: AtomicUsize::new(0),
-        keepalive: 1,
-    });
+    let (_client, stream) = connection().await;
+    let app = echo(1);
     let (_tx, rx) = watch::channel(false);
-    let stream: pingora::protocols::Stream = Box::new(L4Stream::from(server));
     let fut = app.process_new(stream, &rx);
     let size = std::mem::size_of_val(&*fut);
     assert!(size <= 1024, "process_new's future is {size} bytes");

@@ -454,15 +454,33 @@ def test_device_flow_helper_and_group_removal(sso, dockgate_binary, client_env, 
     assert gone.returncode != 0
 
 
+def start_login(sso, binary, tmp_path, provider):
+    """`dockgate login` with its own credential store, as a user would run it."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
+           "DOCKGATE_CREDENTIALS": str(tmp_path / "creds.json")}
+    return subprocess.Popen([str(binary), "login", sso.hostport, "--provider", provider,
+                             "--ca", sso.ca], env=env, stderr=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+
+
+def stored_refresh_claims(sso, tmp_path):
+    """The refresh token `dockgate login` stored, spent at /v2/token for push+pull."""
+    stored = json.loads((tmp_path / "creds.json").read_text())[sso.hostport]
+    assert stored["Username"] == "<token>" and stored["Secret"]
+    sso.secrets.append(stored["Secret"])
+    r = requests.post(sso.base + "/v2/token", verify=sso.ca, timeout=30,
+                      data={"grant_type": "refresh_token", "service": SERVICE,
+                            "refresh_token": stored["Secret"], "client_id": "t",
+                            "scope": "repository:apps/x:push,pull"})
+    assert r.status_code == 200, r.text
+    return json.loads(base64.urlsafe_b64decode(r.json()["token"].split(".")[1] + "=="))
+
+
 def test_dockgate_login_github_device_flow(sso, dockgate_binary, tmp_path):
     """GitHub's device flow: `dockgate login` shows the code, polls through the gateway
     (`authorization_pending`) until the user enters it, then stores a refresh token that
     the token service honours with the user's team roles."""
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
-           "DOCKGATE_CREDENTIALS": str(tmp_path / "creds.json")}
-    p = subprocess.Popen([str(dockgate_binary), "login", sso.hostport, "--provider", "ghd",
-                          "--ca", sso.ca], env=env, stderr=subprocess.PIPE,
-                         stdout=subprocess.PIPE, text=True)
+    p = start_login(sso, dockgate_binary, tmp_path, "ghd")
     lines, code = [], None
     for line in p.stderr:
         lines.append(line)
@@ -479,16 +497,8 @@ def test_dockgate_login_github_device_flow(sso, dockgate_binary, tmp_path):
     sso.gh.approve(code)
     out, err = p.communicate(timeout=60)
     assert p.returncode == 0, "".join(lines) + err
-    stored = json.loads((tmp_path / "creds.json").read_text())[sso.hostport]
-    assert stored["Username"] == "<token>" and stored["Secret"]
-    sso.secrets.append(stored["Secret"])
+    claims = stored_refresh_claims(sso, tmp_path)
     assert sso.users_file()["hubot"]["provider"] == "ghd"
-    r = requests.post(sso.base + "/v2/token", verify=sso.ca, timeout=30,
-                      data={"grant_type": "refresh_token", "service": SERVICE,
-                            "refresh_token": stored["Secret"], "client_id": "t",
-                            "scope": "repository:apps/x:push,pull"})
-    assert r.status_code == 200, r.text
-    claims = json.loads(base64.urlsafe_b64decode(r.json()["token"].split(".")[1] + "=="))
     assert claims["sub"] == "hubot" and sorted(claims["access"][0]["actions"]) == ["pull", "push"]
     # The provider handed the token out once: the device code is spent.
     assert not sso.gh.devices
@@ -497,11 +507,7 @@ def test_dockgate_login_github_device_flow(sso, dockgate_binary, tmp_path):
 def test_dockgate_login_loopback_where_no_device_flow(sso, dockgate_binary, tmp_path):
     """The GitHub stand-in serves no device flow: `dockgate login` falls back to a browser
     sign-in that ends on its listener on 127.0.0.1."""
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
-           "DOCKGATE_CREDENTIALS": str(tmp_path / "creds.json")}
-    p = subprocess.Popen([str(dockgate_binary), "login", sso.hostport, "--provider", "gh",
-                          "--ca", sso.ca], env=env, stderr=subprocess.PIPE,
-                         stdout=subprocess.PIPE, text=True)
+    p = start_login(sso, dockgate_binary, tmp_path, "gh")
     lines, url = [], None
     for line in p.stderr:
         lines.append(line)
@@ -513,15 +519,7 @@ def test_dockgate_login_loopback_where_no_device_flow(sso, dockgate_binary, tmp_
     assert page.status_code == 200 and "Signed in" in page.text, page.text
     out, err = p.communicate(timeout=60)
     assert p.returncode == 0, "".join(lines) + err
-    stored = json.loads((tmp_path / "creds.json").read_text())[sso.hostport]
-    assert stored["Username"] == "<token>"
-    sso.secrets.append(stored["Secret"])
-    r = requests.post(sso.base + "/v2/token", verify=sso.ca, timeout=30,
-                      data={"grant_type": "refresh_token", "service": SERVICE,
-                            "refresh_token": stored["Secret"], "client_id": "t",
-                            "scope": "repository:apps/x:push,pull"})
-    assert r.status_code == 200, r.text
-    claims = json.loads(base64.urlsafe_b64decode(r.json()["token"].split(".")[1] + "=="))
+    claims = stored_refresh_claims(sso, tmp_path)
     assert claims["sub"] == "octo" and sorted(claims["access"][0]["actions"]) == ["pull", "push"]
 
 
