@@ -21,6 +21,8 @@ use tokio::sync::watch;
 struct Echo {
     calls: AtomicUsize,
     keepalive: u64,
+    /// Starts the server's shutdown right after the first answer, then lingers.
+    shut_after_first: Option<Arc<watch::Sender<bool>>>,
 }
 
 #[async_trait]
@@ -48,6 +50,12 @@ impl HttpServerApp for Echo {
             .ok()?;
         let settings = HttpPersistentSettings::for_session(&session);
         let reusable = session.finish().await.ok()??;
+        if let Some(tx) = &self.shut_after_first {
+            if self.calls.load(Ordering::SeqCst) == 1 {
+                tx.send_replace(true);
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
         Some(ReusedHttpStream::from_reusable_stream(reusable, settings))
     }
 }
@@ -72,6 +80,7 @@ fn echo(keepalive: u64) -> Arc<Echo> {
     Arc::new(Echo {
         calls: AtomicUsize::new(0),
         keepalive,
+        shut_after_first: None,
     })
 }
 
@@ -95,7 +104,10 @@ async fn answer(client: &mut TcpStream, path: &str) -> String {
     let mut got = Vec::new();
     let mut buf = [0u8; 512];
     while !String::from_utf8_lossy(&got).ends_with(path) {
-        let n = client.read(&mut buf).await.unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(10), client.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no answer to {path} within 10 s"))
+            .unwrap();
         assert!(n > 0, "connection closed before the answer to {path}");
         got.extend_from_slice(&buf[..n]);
     }
@@ -177,6 +189,34 @@ async fn idle_wait_ends_at_shutdown() {
         .expect("idle connection closed at shutdown")
         .unwrap();
     assert_eq!(s.app.calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn request_sent_before_shutdown_reaches_the_wait_is_served() {
+    let (mut client, stream) = connection().await;
+    let (tx, rx) = watch::channel(false);
+    let app = Arc::new(Echo {
+        calls: AtomicUsize::new(0),
+        keepalive: 60,
+        shut_after_first: Some(Arc::new(tx)),
+    });
+    let a = app.clone();
+    let done = tokio::spawn(async move {
+        let _ = a.process_new(stream, &rx).await;
+    });
+    client.write_all(get("/one").as_bytes()).await.unwrap();
+    answer(&mut client, "/one").await;
+    // Shutdown has begun; /two is in the socket before the connection is reused, so it
+    // is answered (as pingora-proxy's biased read does), and then the connection closes.
+    client.write_all(get("/two").as_bytes()).await.unwrap();
+    assert!(answer(&mut client, "/two")
+        .await
+        .starts_with("HTTP/1.1 200"));
+    tokio::time::timeout(Duration::from_secs(5), done)
+        .await
+        .expect("closed once idle during shutdown")
+        .unwrap();
+    assert_eq!(app.calls.load(Ordering::SeqCst), 2);
 }
 
 /// Every HTTP/1.1 connection holds this future for its whole life; the h2 branch and the

@@ -298,7 +298,7 @@ where
         }
         if h2c || matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
             // dockgate patch (vendor/README.md): the h2 connection's futures in their own box,
-            // so they do not size this future for every HTTP/1.1 connection (4,048 -> ~1 KiB).
+            // so they do not size this future for every HTTP/1.1 connection (4,048 -> 616 bytes).
             Box::pin(async move {
                 // create a shared connection digest
                 let digest = Arc::new(Digest {
@@ -436,7 +436,9 @@ enum NextRequest {
 const NEXT_REQUEST_BUF_SIZE: usize = 4096;
 
 /// Waits for the first byte of the next request on a reused connection, with the session's
-/// keep-alive timeout (`Some(0)` = none) and the shutdown watch that `read_request` obeys.
+/// keep-alive timeout (`Some(0)` = none), until the server shuts down (pingora-proxy races
+/// `read_request` against its own shutdown notice the same way). The read is polled first, so
+/// a request already buffered when shutdown begins is still served, as upstream does.
 /// It reads one byte so that nothing is allocated while the connection is idle; TLS keeps the
 /// rest of the record buffered for `read_request`, which gets this byte as a pipelined prefix.
 async fn next_request_start(
@@ -448,10 +450,19 @@ async fn next_request_start(
     let Some(secs) = keepalive_timeout else {
         return NextRequest::Unbounded;
     };
-    if *shutdown.borrow() {
-        return NextRequest::Closed;
-    }
+    let closing = *shutdown.borrow();
     let mut shutdown = shutdown.clone();
+    let stop = async move {
+        while !closing {
+            if shutdown.changed().await.is_err() {
+                // The server dropped its sender: no shutdown will come this way.
+                std::future::pending::<()>().await;
+            }
+            if *shutdown.borrow() {
+                break;
+            }
+        }
+    };
     let mut byte = [0u8; 1];
     let read = async {
         if secs == 0 {
@@ -466,8 +477,7 @@ async fn next_request_start(
     let n = tokio::select! {
         biased;
         n = read => n,
-        // A dropped sender (Err) disables this branch instead of closing the connection.
-        Ok(()) = shutdown.changed() => None,
+        () = stop => None,
     };
     match n {
         Some(n) if n > 0 => {
