@@ -31,7 +31,10 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 #[cfg(target_os = "linux")]
 use tokio::io::Interest;
-use tokio::io::{self, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter, ReadBuf};
+use tokio::io::{self, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
+
+// dockgate patch: the write buffer exists only while it holds data (vendor/README.md).
+use crate::protocols::l4::lazy_write::LazyBufWriter as BufWriter;
 use tokio::net::TcpStream;
 #[cfg(unix)]
 use tokio::net::UnixStream;
