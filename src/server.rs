@@ -260,7 +260,7 @@ fn run_prepared(path: &Path, mut p: crate::state::Prepared) -> Result<(), ServeE
         // header and body records as one segment (pingora's 1,460 B default
         // flushes them apart); bigger writes bypass it, and the vendored
         // pingora-core frees it once flushed. 16/16 KiB -> 0/2 KiB took an idle
-        // keep-alive connection from 30 to 14.6 KiB, the freed buffer 16.2 ->
+        // keep-alive connection from 30 to 14.6 KiB, the freed buffer 16.3 ->
         // 14.2 KiB at 10,000; manifest and blob CPU within the noise
         // (bench/README.md, 2026-12-01).
         let buffers = L4BufferSettings::new(0, 2 << 10);
