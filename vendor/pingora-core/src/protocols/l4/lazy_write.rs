@@ -72,7 +72,7 @@ impl<W: AsyncWrite + Unpin> LazyBufWriter<W> {
         Poll::Ready(Ok(()))
     }
 
-    fn buffer(&mut self, data: &[&[u8]]) {
+    fn buffer<'a>(&mut self, data: impl IntoIterator<Item = &'a [u8]>) {
         if self.buf.capacity() == 0 {
             self.buf.reserve_exact(self.cap);
         }
@@ -95,7 +95,7 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for LazyBufWriter<W> {
         if data.len() >= me.cap {
             Pin::new(&mut me.inner).poll_write(cx, data)
         } else {
-            me.buffer(&[data]);
+            me.buffer([data]);
             Poll::Ready(Ok(data.len()))
         }
     }
@@ -111,8 +111,7 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for LazyBufWriter<W> {
             ready!(me.poll_write_buf(cx))?;
         }
         if total < me.cap {
-            let slices: Vec<&[u8]> = bufs.iter().map(|b| &b[..]).collect();
-            me.buffer(&slices);
+            me.buffer(bufs.iter().map(|b| &b[..]));
             return Poll::Ready(Ok(total));
         }
         if me.inner.is_write_vectored() {
