@@ -239,8 +239,10 @@ fn run_prepared(path: &Path, mut p: crate::state::Prepared) -> Result<(), ServeE
             shared: shared.clone(),
         },
     ));
+    let pool = Arc::new(crate::upstream::h1::Pool::default());
     for l in &cfg.listeners {
         let gw = Gateway {
+            pool: pool.clone(),
             addr: l.address,
             method: l.method.clone(),
             shared: shared.clone(),
@@ -328,6 +330,7 @@ fn proxy_service(
     addr: std::net::SocketAddr,
 ) -> Service<Guarded<HttpProxy<Gateway>>> {
     let (gw_shared, gw_connections) = (gw.shared.clone(), gw.connections.clone());
+    let gateway = gw.clone();
     let mut proxy = http_proxy(&server.configuration, gw);
     // h2 uploads are window-bound with the 64 KiB defaults.
     let mut h2 = default_h2_options();
@@ -338,6 +341,7 @@ fn proxy_service(
     opts.h2_idle_timeout = Some(limits.keepalive_timeout);
     proxy.server_options = Some(opts);
     let app = Guarded {
+        gateway,
         shared: gw_shared,
         connections: gw_connections,
         inner: Arc::new(proxy),

@@ -93,6 +93,9 @@ pub struct ServerFile {
     pub body_timeout_seconds: Option<u64>,
     pub send_timeout_seconds: Option<u64>,
     pub max_connections_per_client: Option<usize>,
+    /// HTTP/1.1 manifest GETs and HEADs served by dockgate's own loop
+    /// (`proxy/fast`) instead of pingora's proxy phases. Default true.
+    pub fast_lane: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]

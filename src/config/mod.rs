@@ -108,6 +108,8 @@ pub struct Server {
     /// Extra `Host` names clients may use (`[server] public_hosts`).
     pub public_hosts: Vec<String>,
     pub limits: ClientLimits,
+    /// `[server] fast_lane`: HTTP/1.1 manifest reads in `proxy/fast`.
+    pub fast_lane: bool,
 }
 
 /// Downstream deadlines and caps (`[server]`): what a slow or idle client

@@ -94,6 +94,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         runtime_dir: cx.path(raw.server.runtime_dir.as_deref().unwrap_or("/run/dockgate")),
         public_hosts: public_hosts(&cx, &raw.server.public_hosts)?,
         limits: client_limits(&cx, &raw.server)?,
+        fast_lane: raw.server.fast_lane.unwrap_or(true),
     };
 
     let tls = tls(&cx, &raw)?;

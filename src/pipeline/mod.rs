@@ -35,12 +35,8 @@ pub fn wants_body(env: &Env<'_>, head: &http::request::Parts) -> bool {
 
 /// The step for one request head.
 pub async fn run(env: &Env<'_>, req: &Request<'_>, notes: &mut Notes) -> Step {
-    if let Some(e) = checks::head(req.head, &env.rt.hosts) {
-        return Step::error(e);
-    }
-    if let Some(r) = policy::decide::admit(req.client_ip, &env.rt.cfg.policy) {
-        notes.refused = Some(r.rule);
-        return Step::error(r.error);
+    if let Some(refused) = gate(env, req, notes) {
+        return refused;
     }
     if let Some(own) = Own::classify(req.path(), env.rt.auth.is_some()) {
         return endpoint::handle(own, env, req, notes).await;
@@ -59,11 +55,10 @@ pub async fn run(env: &Env<'_>, req: &Request<'_>, notes: &mut Notes) -> Step {
     if let Routed::Repo(t) = &routed {
         notes.repo_label = t.repo.key.clone();
     }
-    let principal = match credentials::principal(env, req).await {
+    let principal = match principal(env, req, notes).await {
         Ok(p) => p,
-        Err(f) => return Step::Respond(credentials::refuse(env, req, notes, &f)),
+        Err(refused) => return refused,
     };
-    notes.user = principal.user().map(str::to_string);
     match routed {
         Routed::Ping => {
             notes.operation = Some(Operation::Ping);
@@ -77,6 +72,39 @@ pub async fn run(env: &Env<'_>, req: &Request<'_>, notes: &mut Notes) -> Step {
         }
         Routed::Repo(t) => repository(env, req, notes, &principal, t),
     }
+}
+
+/// What [`run`] gives for a request that `route::route` sends to `t` and
+/// that no own endpoint takes (proxy/fast checks both first). A small
+/// future: none of the own endpoints' or the catalog's.
+pub async fn run_repo(env: &Env<'_>, req: &Request<'_>, notes: &mut Notes, t: RepoTarget) -> Step {
+    if let Some(refused) = gate(env, req, notes) {
+        return refused;
+    }
+    notes.repo_label = t.repo.key.clone();
+    match principal(env, req, notes).await {
+        Ok(p) => repository(env, req, notes, &p, t),
+        Err(refused) => refused,
+    }
+}
+
+/// Head checks and the gateway-wide networks, for every request.
+fn gate(env: &Env<'_>, req: &Request<'_>, notes: &mut Notes) -> Option<Step> {
+    if let Some(e) = checks::head(req.head, &env.rt.hosts) {
+        return Some(Step::error(e));
+    }
+    let r = policy::decide::admit(req.client_ip, &env.rt.cfg.policy)?;
+    notes.refused = Some(r.rule);
+    Some(Step::error(r.error))
+}
+
+/// Who is asking, or the answer refusing their credentials.
+async fn principal(env: &Env<'_>, req: &Request<'_>, notes: &mut Notes) -> Result<Principal, Step> {
+    let p = credentials::principal(env, req)
+        .await
+        .map_err(|f| Step::Respond(credentials::refuse(env, req, notes, &f)))?;
+    notes.user = p.user().map(str::to_string);
+    Ok(p)
 }
 
 /// A repository request: decide, then rewrite it for the backend.

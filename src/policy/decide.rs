@@ -203,11 +203,11 @@ pub fn admit(client: Option<IpAddr>, global: &GlobalPolicy) -> Option<Refusal> {
 /// `allow_networks`, gateway-wide then per repository.
 fn network(facts: &Facts, t: &Target, pol: &Policies, _action: Action) -> Option<Verdict> {
     let key = &t.repo.key;
-    let who = shown(facts.client);
     if let Some(r) = admit(facts.client, pol.global) {
         return Some(Verdict::Deny(r));
     }
     (!t.repo.policy.allow_networks.allows(facts.client)).then(|| {
+        let who = shown(facts.client);
         deny(
             Rule::Network,
             denied(format!(

@@ -11,8 +11,8 @@
 
 use crate::state::Shared;
 use async_trait::async_trait;
-use pingora::apps::ServerApp;
-use pingora::protocols::Stream;
+use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -36,7 +36,7 @@ const BUSY: u64 = u64::MAX - 1;
 const SETTLED: u64 = u64::MAX;
 
 /// (client, local listener address): one TCP connection.
-type ConnKey = (SocketAddr, SocketAddr);
+pub type ConnKey = (SocketAddr, SocketAddr);
 
 pub struct Connections {
     per_client: Mutex<HashMap<IpAddr, usize>>,
@@ -155,6 +155,12 @@ impl Connections {
         self.set(key, self.head_by(within));
     }
 
+    /// The next head must be complete by `at`.
+    pub fn head_until(&self, key: ConnKey, at: Instant) {
+        let within = at.saturating_duration_since(Instant::now());
+        self.set(key, self.head_by(within));
+    }
+
     /// No head deadline for the rest of this connection.
     pub fn settled(&self, key: ConnKey) {
         self.set(key, SETTLED);
@@ -179,16 +185,18 @@ impl Connections {
     }
 }
 
-/// The proxy app behind per-connection admission and head deadlines.
+/// The proxy app behind per-connection admission and head deadlines; an
+/// HTTP/1.1 connection starts in the fast lane (`proxy::fast`).
 pub struct Guarded<A> {
     pub inner: Arc<A>,
+    pub gateway: super::Gateway,
     pub shared: Arc<Shared>,
     /// Shared by every listener: the per-client cap counts them all.
     pub connections: Arc<Connections>,
 }
 
 #[async_trait]
-impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
+impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
     async fn process_new(
         self: &Arc<Self>,
         stream: Stream,
@@ -213,8 +221,17 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
             return None;
         };
         let tracked = conns.track(key, limits.header_timeout);
+        let h1 = matches!(stream.selected_alpn_proto(), None | Some(ALPN::H1));
+        let fast = h1 && self.shared.snapshot().cfg.server.fast_lane;
+        let serve = async {
+            if fast {
+                super::fast::serve(&self.gateway, &self.inner, stream, key, conns, shutdown).await
+            } else {
+                self.inner.process_new(stream, shutdown).await
+            }
+        };
         tokio::select! {
-            r = self.inner.process_new(stream, shutdown) => r,
+            r = serve => r,
             () = conns.overdue(&tracked.phase) => {
                 tracing::info!(client = %key.0, "no complete request head in time; closing");
                 None

@@ -11,17 +11,36 @@ use pingora::proxy::Session;
 use time::format_description::well_known::Rfc3339;
 
 pub fn record(shared: &Shared, s: &Session, ctx: &Ctx) {
-    let m = &shared.metrics;
     // A relayed `100 Continue` is not the outcome.
     let status = match s.response_written() {
         Some(r) if !r.status.is_informational() => r.status.as_u16(),
         _ => ctx.failure_status.unwrap_or(0),
     };
+    let done = Done {
+        status,
+        bytes_out: s.body_bytes_sent() as u64,
+        client: s.client_addr().map(|a| a.to_string()).unwrap_or_default(),
+    };
+    record_done(shared, s.req_header(), &done, ctx);
+}
+
+/// How a request ended, as the log and metrics count it.
+pub struct Done {
+    pub status: u16,
+    /// Body bytes sent to the client.
+    pub bytes_out: u64,
+    pub client: String,
+}
+
+/// Metrics and the access log line for a request, from its head and end.
+pub fn record_done(shared: &Shared, req: &http::request::Parts, done: &Done, ctx: &Ctx) {
+    let m = &shared.metrics;
+    let status = done.status;
     let op = ctx.notes.operation.unwrap_or(Operation::Other);
     let repo = ctx.notes.repo_label.as_str();
-    let method = s.req_header().method.clone();
+    let method = req.method.clone();
     let elapsed = ctx.started.elapsed();
-    let bytes_out = s.body_bytes_sent() as u64;
+    let bytes_out = done.bytes_out;
     let code = status.to_string();
     m.requests
         .with_label_values(&[repo, op.as_str(), method_label(&method), &code])
@@ -54,7 +73,6 @@ pub fn record(shared: &Shared, s: &Session, ctx: &Ctx) {
         m.upstream_errors.with_label_values(&[backend, kind]).inc();
     }
     let image = ctx.target.as_ref().map(|t| t.image.as_str()).unwrap_or("");
-    let req = s.req_header();
     let reference = audit::reference(
         ctx.target.as_ref().and_then(|t| t.endpoint.as_ref()),
         req.uri.query(),
@@ -83,7 +101,7 @@ pub fn record(shared: &Shared, s: &Session, ctx: &Ctx) {
                 .format(&Rfc3339)
                 .unwrap_or_default(),
             request_id: &ctx.request_id,
-            client: s.client_addr().map(|a| a.to_string()).unwrap_or_default(),
+            client: done.client.clone(),
             user: ctx.notes.user.as_deref().unwrap_or(""),
             attempted_user: attempted.as_deref().unwrap_or(""),
             workload: ctx.notes.workload.as_deref().unwrap_or(""),

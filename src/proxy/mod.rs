@@ -6,6 +6,7 @@ mod cache;
 pub mod conn;
 mod ctx;
 mod edits;
+pub mod fast;
 mod log;
 mod manifest;
 pub mod proxy_v2;
@@ -33,12 +34,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// One per listener: the listener's address and method, plus shared state.
+#[derive(Clone)]
 pub struct Gateway {
     pub addr: SocketAddr,
     pub method: ListenMethod,
     pub shared: Arc<Shared>,
     /// Open downstream connections, per client and per head deadline.
     pub connections: Arc<conn::Connections>,
+    /// The fast lane's backend connections (shared by every listener).
+    pub pool: Arc<crate::upstream::h1::Pool>,
 }
 
 impl Gateway {
@@ -49,8 +53,9 @@ impl Gateway {
         }
     }
 
-    fn client_host(&self, s: &Session) -> String {
-        let req = s.req_header();
+    /// The host the client dialed: the URI's authority, `Host`, or the
+    /// listener's address.
+    fn client_host(&self, req: &http::request::Parts) -> String {
         req.uri
             .authority()
             .map(|a| a.as_str().to_string())
@@ -128,7 +133,7 @@ impl ProxyHttp for Gateway {
         ctx.request_id = request_id::next();
         s.req_header_mut()
             .insert_header(request_id::HEADER, ctx.request_id.as_str())?;
-        ctx.client_host = self.client_host(s);
+        ctx.client_host = self.client_host(s.req_header());
         match self.step(s, ctx).await? {
             Some(step) => self.apply(s, ctx, step).await,
             None => Ok(true),
@@ -185,7 +190,7 @@ impl ProxyHttp for Gateway {
             pipeline::learn(&self.env(ctx), t, &ctx.who, resp.status.as_u16(), loc);
         }
         edits::downstream_response(resp, ctx)?;
-        self.check_answer(s, resp, ctx)?;
+        self.check_answer(&s.req_header().method, resp, ctx)?;
         tags::hold(s, resp, ctx)
     }
 
@@ -266,14 +271,18 @@ impl Gateway {
 
     /// Asks the pipeline about the backend's answer; a refusal replaces
     /// it (the backend body is swallowed).
-    fn check_answer(&self, s: &Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+    fn check_answer(
+        &self,
+        method: &http::Method,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
         let Some(t) = &ctx.target else { return Ok(()) };
         let ct = resp
             .headers
             .get("content-type")
             .and_then(|v| v.to_str().ok());
         let env = self.env(ctx);
-        let method = &s.req_header().method;
         let Some(r) = pipeline::on_answer(&env, method, t, resp.status.as_u16(), ct) else {
             return Ok(());
         };

@@ -13,9 +13,7 @@ pub async fn send(
     headers: &[(&str, String)],
     body: Bytes,
 ) -> Result<()> {
-    let mut h = vec![(API_VERSION_HEADER, API_VERSION.to_string())];
-    h.extend(headers.iter().cloned());
-    send_raw(s, status, &h, body).await
+    send_raw(s, status, &with_api_version(headers), body).await
 }
 
 /// Exactly these headers (plus Content-Length) and body.
@@ -25,14 +23,8 @@ pub async fn send_raw(
     headers: &[(&str, String)],
     body: Bytes,
 ) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(2 + headers.len()))?;
-    resp.insert_header("Content-Length", body.len().to_string())?;
-    for (k, v) in headers {
-        resp.append_header(k.to_string(), v.as_str())?;
-    }
-    if let Some(id) = s.req_header().headers.get(request_id::HEADER) {
-        resp.insert_header(request_id::HEADER, id.clone())?;
-    }
+    let id = s.req_header().headers.get(request_id::HEADER);
+    let resp = head(status, headers, body.len(), id)?;
     // A request body we did not read must not be mistaken for the next
     // request on this connection.
     if !s.is_body_done() {
@@ -54,6 +46,32 @@ pub async fn send_raw(
         super::transport::drain_unread(s).await;
     }
     Ok(())
+}
+
+/// The head of an answer dockgate gives itself: exactly `headers`, plus
+/// Content-Length and the request's id.
+pub fn head(
+    status: u16,
+    headers: &[(&str, String)],
+    len: usize,
+    request_id: Option<&http::HeaderValue>,
+) -> Result<ResponseHeader> {
+    let mut resp = ResponseHeader::build(status, Some(2 + headers.len()))?;
+    resp.insert_header("Content-Length", len.to_string())?;
+    for (k, v) in headers {
+        resp.append_header(k.to_string(), v.as_str())?;
+    }
+    if let Some(id) = request_id {
+        resp.insert_header(request_id::HEADER, id.clone())?;
+    }
+    Ok(resp)
+}
+
+/// The headers `send` adds to every answer, then `headers`.
+pub fn with_api_version<'a>(headers: &[(&'a str, String)]) -> Vec<(&'a str, String)> {
+    let mut h = vec![(API_VERSION_HEADER, API_VERSION.to_string())];
+    h.extend(headers.iter().cloned());
+    h
 }
 
 pub async fn json(

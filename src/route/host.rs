@@ -17,19 +17,22 @@ use std::net::IpAddr;
 #[derive(Debug, Clone, Default)]
 pub struct HostNames {
     exact: HashSet<String>,
+    /// IPs among the exact names (a Host IP is compared parsed, not printed).
+    exact_ips: HashSet<IpAddr>,
     /// `*.suffix` patterns, stored as `.suffix`: one more label matches.
     wildcard: HashSet<String>,
     local_ips: HashSet<IpAddr>,
 }
 
+/// The IP a host names, bare or with brackets and port.
+fn ip_of(name: &str) -> Option<IpAddr> {
+    name.parse().ok().or_else(|| host_name(name).parse().ok())
+}
+
 fn normalize(name: &str) -> String {
-    if let Ok(ip) = name.parse::<IpAddr>() {
-        return ip.to_string();
-    }
-    let h = host_name(name);
-    match h.parse::<IpAddr>() {
-        Ok(ip) => ip.to_string(),
-        Err(_) => h,
+    match ip_of(name) {
+        Some(ip) => ip.to_string(),
+        None => host_name(name),
     }
 }
 
@@ -73,24 +76,31 @@ impl HostNames {
             Some(suffix) => {
                 self.wildcard.insert(format!(".{}", normalize(suffix)));
             }
-            None => {
-                self.exact.insert(normalize(name));
-            }
+            None => match ip_of(name) {
+                Some(ip) => {
+                    self.exact_ips.insert(ip);
+                }
+                None => {
+                    self.exact.insert(host_name(name));
+                }
+            },
         }
     }
 
     /// True when `host` (a Host header or `:authority`, port allowed) is
     /// one of ours.
     pub fn allows(&self, host: &str) -> bool {
-        let h = normalize(host);
+        if let Some(ip) = ip_of(host) {
+            return self.exact_ips.contains(&ip)
+                || ip.is_loopback()
+                || self.local_ips.contains(&ip);
+        }
+        let h = host_name(host);
         if h.is_empty() {
             return false;
         }
         if self.exact.contains(&h) {
             return true;
-        }
-        if let Ok(ip) = h.parse::<IpAddr>() {
-            return ip.is_loopback() || self.local_ips.contains(&ip);
         }
         h.split_once('.').is_some_and(|(label, rest)| {
             !label.is_empty() && self.wildcard.contains(&format!(".{rest}"))

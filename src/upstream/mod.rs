@@ -2,6 +2,7 @@
 //! Addresses were resolved at config load (pingora panics on DNS failure);
 //! timeouts are per read/write, never per request, so big layers live.
 
+pub mod h1;
 pub mod health;
 
 use crate::config::{Backend, Config};

@@ -349,25 +349,7 @@ where
             return self.clone().process_custom_session(stream, shutdown).await;
         } else {
             // No ALPN or ALPN::H1 and h2c was not configured, fallback to HTTP/1.1
-            let mut result = h1_session(self, stream, H1Start::First, None, shutdown).await;
-            while let Some((mut stream, persistent_settings)) = result.map(|r| r.consume()) {
-                // dockgate patch (vendor/README.md): wait for the next request's first byte
-                // before `process_new_http` boxes the whole proxy state machine (~16 KiB),
-                // so an idle keep-alive connection holds only this small future.
-                let first = match &persistent_settings {
-                    Some(s) if s.pipelined_prefix.is_none() => {
-                        match next_request_start(&mut stream, s.keepalive_timeout, shutdown).await
-                        {
-                            NextRequest::Started(first) => Some(first),
-                            NextRequest::Closed => return None,
-                            NextRequest::Unbounded => None,
-                        }
-                    }
-                    _ => None,
-                };
-                let reused = H1Start::Reused(persistent_settings);
-                result = h1_session(self, stream, reused, first, shutdown).await;
-            }
+            return serve_h1(self, stream, None, shutdown).await;
         }
         None
     }
@@ -375,6 +357,39 @@ where
     async fn cleanup(&self) {
         self.http_cleanup().await;
     }
+}
+
+/// dockgate patch (vendor/README.md): an HTTP/1.1 connection served by `app` from
+/// its next request on, with `first` as bytes of it the caller already read (an
+/// app in front of this one that looked at a request head and passed it on).
+pub async fn serve_h1<T>(
+    app: &Arc<T>,
+    stream: Stream,
+    first: Option<BytesMut>,
+    shutdown: &ShutdownWatch,
+) -> Option<Stream>
+where
+    T: HttpServerApp + Send + Sync + 'static,
+{
+    let mut result = h1_session(app, stream, H1Start::First, first, shutdown).await;
+    while let Some((mut stream, persistent_settings)) = result.map(|r| r.consume()) {
+        // dockgate patch (vendor/README.md): wait for the next request's first byte
+        // before `process_new_http` boxes the whole proxy state machine (~16 KiB),
+        // so an idle keep-alive connection holds only this small future.
+        let first = match &persistent_settings {
+            Some(s) if s.pipelined_prefix.is_none() => {
+                match next_request_start(&mut stream, s.keepalive_timeout, shutdown).await {
+                    NextRequest::Started(first) => Some(first),
+                    NextRequest::Closed => return None,
+                    NextRequest::Unbounded => None,
+                }
+            }
+            _ => None,
+        };
+        let reused = H1Start::Reused(persistent_settings);
+        result = h1_session(app, stream, reused, first, shutdown).await;
+    }
+    None
 }
 
 /// Which request of an HTTP/1.1 connection a session is for.

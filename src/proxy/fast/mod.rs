@@ -1,0 +1,418 @@
+//! The fast lane: an HTTP/1.1 connection's manifest GETs and HEADs served
+//! in one loop, without pingora-proxy's per-request machinery. A minimal
+//! tokio + rustls proxy spends ~15 µs of CPU on such a request on the bench
+//! VM, pingora's phases ~70 µs (bench/README.md, 2026-12-01). The decisions
+//! are the proxy phases' own calls (`pipeline::run`, `edits`,
+//! `check_answer`, `log`); a head the lane does not take goes to pingora
+//! with the bytes already read, and so does the rest of that connection.
+
+pub mod wire;
+
+use super::conn::{ConnKey, Connections};
+use super::log::{self, Done};
+use super::{edits, respond, Ctx, Gateway};
+use crate::cache::rules::Digest;
+use crate::config::ClientLimits;
+use crate::endpoint::{Own, Request};
+use crate::observe::request_id;
+use crate::oci::Endpoint;
+use crate::pipeline::{self, Body, Forward, Local, Step};
+use crate::route::{self, RepoTarget, Routed};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http::request::Parts;
+use http::Method;
+use pingora::apps::{serve_h1, HttpServerApp};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::protocols::Stream;
+use pingora::server::ShutdownWatch;
+use pingora::{Error, ErrorSource};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+use wire::Head;
+
+/// Serves an HTTP/1.1 connection from its first request on.
+pub async fn serve<A>(
+    gw: &Gateway,
+    app: &Arc<A>,
+    mut stream: Stream,
+    key: ConnKey,
+    conns: &Connections,
+    shutdown: &ShutdownWatch,
+) -> Option<Stream>
+where
+    A: HttpServerApp + Send + Sync + 'static,
+{
+    // Empty (unallocated) while the connection waits between requests.
+    let mut buf = BytesMut::new();
+    let mut stop = shutdown.clone();
+    // The next head's deadline. The first head's is the guard's
+    // (`conn::Guarded`); after that the lane keeps its own, so a request
+    // costs no guard update (two wake-ups of this task each).
+    let mut deadline: Option<Instant> = None;
+    loop {
+        let next = match deadline {
+            None => next_head(&mut stream, &mut buf, None).await,
+            Some(d) => {
+                let read = next_head(&mut stream, &mut buf, Some(&mut stop));
+                match tokio::time::timeout_at(d, read).await {
+                    Ok(n) => n,
+                    Err(_) => {
+                        tracing::info!(client = %key.0, "no complete request head in time; closing");
+                        return None;
+                    }
+                }
+            }
+        };
+        let (len, parts) = match next {
+            Next::Take(len, parts) => (len, parts),
+            Next::Pass => return pass(app, stream, buf, key, conns, deadline, shutdown).await,
+            Next::Closed => return None,
+        };
+        let ctx = Ctx::new(&gw.shared);
+        let Some(target) = takes(gw, &ctx, &parts) else {
+            return pass(app, stream, buf, key, conns, deadline, shutdown).await;
+        };
+        buf.advance(len);
+        if deadline.is_none() {
+            conns.busy(key);
+        }
+        let limits = ctx.rt.cfg.server.limits;
+        // Boxed: a waiting connection holds only this loop's small state.
+        let keep = Box::pin(answer(gw, &mut stream, parts, target, ctx, key.0, shutdown)).await;
+        if !keep {
+            return None;
+        }
+        deadline = Some(Instant::now() + limits.keepalive_timeout);
+        if buf.is_empty() {
+            buf = BytesMut::new();
+        }
+    }
+}
+
+#[allow(clippy::large_enum_variant)] // as `wire::Head`
+enum Next {
+    Take(usize, Parts),
+    Pass,
+    Closed,
+}
+
+/// Reads until `buf` holds a whole head (or one the lane passes on).
+/// `stop`: between requests, a graceful stop ends the wait.
+async fn next_head(
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    stop: Option<&mut ShutdownWatch>,
+) -> Next {
+    if buf.is_empty() && !first_byte(stream, buf, stop).await {
+        return Next::Closed;
+    }
+    loop {
+        match wire::request(buf) {
+            Head::Take { len, parts } => return Next::Take(len, parts),
+            Head::Pass => return Next::Pass,
+            Head::Partial => {
+                buf.reserve(2048);
+                if !matches!(stream.read_buf(buf).await, Ok(n) if n > 0) {
+                    return Next::Closed;
+                }
+            }
+        }
+    }
+}
+
+/// pingora's HTTP/1.1 service for the rest of the connection, from `read`,
+/// under the head deadline the lane was keeping.
+async fn pass<A>(
+    app: &Arc<A>,
+    stream: Stream,
+    read: BytesMut,
+    key: ConnKey,
+    conns: &Connections,
+    deadline: Option<Instant>,
+    shutdown: &ShutdownWatch,
+) -> Option<Stream>
+where
+    A: HttpServerApp + Send + Sync + 'static,
+{
+    if let Some(d) = deadline {
+        conns.head_until(key, d);
+    }
+    Box::pin(serve_h1(app, stream, Some(read), shutdown)).await
+}
+
+/// Waits for a request's first byte (a 1-byte read: nothing is allocated
+/// while idle).
+async fn first_byte(
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    stop: Option<&mut ShutdownWatch>,
+) -> bool {
+    let mut byte = [0u8; 1];
+    let n = match stop {
+        None => stream.read(&mut byte).await.ok(),
+        Some(stop) => {
+            if *stop.borrow() {
+                return false;
+            }
+            let stopped = async {
+                loop {
+                    if stop.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                    if *stop.borrow() {
+                        return;
+                    }
+                }
+            };
+            tokio::select! {
+                biased;
+                r = stream.read(&mut byte) => r.ok(),
+                () = stopped => None,
+            }
+        }
+    };
+    if n != Some(1) {
+        return false;
+    }
+    buf.reserve(2048);
+    buf.put_u8(byte[0]);
+    true
+}
+
+/// The repository the lane answers this head for: a manifest on a
+/// plain-HTTP backend, not one the edge cache may answer, and routed as
+/// `pipeline::run` would route it. Route errors and everything else go to
+/// pingora's path, where the same pipeline renders them.
+fn takes(gw: &Gateway, ctx: &Ctx, parts: &Parts) -> Option<RepoTarget> {
+    let rt = &ctx.rt;
+    let path = parts.uri.path();
+    if !rt.cfg.server.fast_lane || Own::classify(path, rt.auth.is_some()).is_some() {
+        return None;
+    }
+    let listen = rt.method_of(gw.addr, &gw.method);
+    let host = gw.client_host(parts);
+    let Ok(Some(Routed::Repo(t))) = route::route(&rt.cfg, &listen, Some(&host), path) else {
+        return None;
+    };
+    let Some(Endpoint::Manifest(reference)) = &t.endpoint else {
+        return None;
+    };
+    let cached = t.repo.cache && gw.shared.cache.get().is_some();
+    let cache_may_answer = cached && Digest::parse(reference).is_some();
+    (!t.repo.backend.tls && !cache_may_answer).then_some(t)
+}
+
+/// One request, as the proxy phases would answer it; false: close.
+async fn answer(
+    gw: &Gateway,
+    stream: &mut Stream,
+    mut parts: Parts,
+    target: RepoTarget,
+    mut ctx: Ctx,
+    client: SocketAddr,
+    shutdown: &ShutdownWatch,
+) -> bool {
+    ctx.request_id = request_id::next();
+    if let Ok(v) = http::HeaderValue::from_str(&ctx.request_id) {
+        parts.headers.insert(request_id::HEADER, v);
+    }
+    ctx.client_host = gw.client_host(&parts);
+    let mut notes = std::mem::take(&mut ctx.notes);
+    let step = {
+        let env = gw.env(&ctx);
+        let req = Request {
+            head: &parts,
+            client_host: ctx.client_host.clone(),
+            client_ip: pipeline::client_ip(&env, Some(client.ip()), &parts),
+            listen: ctx.rt.method_of(gw.addr, &gw.method),
+            body: None,
+        };
+        pipeline::run_repo(&env, &req, &mut notes, target).await
+    };
+    ctx.notes = notes;
+    let close = *shutdown.borrow();
+    let (status, sent, keep) = match step {
+        Step::Respond(l) => local(stream, &parts, &l, close, &ctx.rt.cfg.server.limits).await,
+        Step::Forward(f) => forward(gw, stream, &mut parts, *f, &mut ctx, client, close).await,
+    };
+    let done = Done {
+        status,
+        bytes_out: sent,
+        client: client.to_string(),
+    };
+    log::record_done(&gw.shared, &parts, &done, &ctx);
+    keep && !close
+}
+
+/// (status, body bytes sent, connection still usable)
+type Sent = (u16, u64, bool);
+
+async fn forward(
+    gw: &Gateway,
+    stream: &mut Stream,
+    parts: &mut Parts,
+    f: Forward,
+    ctx: &mut Ctx,
+    client: SocketAddr,
+    close: bool,
+) -> Sent {
+    if f.body != Body::Stream {
+        let e = Error::explain(pingora::ErrorType::InternalError, "a body in the fast lane");
+        return fail(stream, parts, &e, ctx).await;
+    }
+    ctx.forward_to(&f);
+    for (k, v) in &f.set_headers {
+        if let Ok(v) = http::HeaderValue::from_str(v) {
+            parts.headers.insert(*k, v);
+        }
+    }
+    let request = match upstream_head(parts, ctx, gw.addr.port(), client) {
+        Ok(r) => r,
+        Err(e) => return fail(stream, parts, &e, ctx).await,
+    };
+    let Some(b) = ctx.backend.clone() else {
+        let e = Error::explain(pingora::ErrorType::InternalError, "no backend chosen");
+        return fail(stream, parts, &e, ctx).await;
+    };
+    let head_request = parts.method == Method::HEAD;
+    let reply = match gw.pool.exchange(&b, &request, head_request).await {
+        Ok(r) => r,
+        Err(e) => return fail(stream, parts, &e, ctx).await,
+    };
+    let mut head = reply.head;
+    let status = head.status.as_u16();
+    ctx.backend_status = Some(status);
+    gw.learn_realms(&head, ctx);
+    if let Some(t) = &ctx.target {
+        let loc = head.headers.get("location").and_then(|v| v.to_str().ok());
+        pipeline::learn(&gw.env(ctx), t, &ctx.who, status, loc);
+    }
+    let edited = edits::downstream_response(&mut head, ctx)
+        .and_then(|()| gw.check_answer(&parts.method, &mut head, ctx));
+    if let Err(e) = edited {
+        return fail(stream, parts, &e, ctx).await;
+    }
+    let body = ctx.replace_body.clone().unwrap_or(reply.body);
+    if reply.framed && ctx.replace_body.is_none() {
+        if let Err(e) = head.insert_header("Content-Length", body.len().to_string()) {
+            return fail(stream, parts, &e, ctx).await;
+        }
+    }
+    let body = if head_request || matches!(status, 204 | 304) {
+        Bytes::new()
+    } else {
+        body
+    };
+    if let (Some(p), false) = (&ctx.pace, body.is_empty()) {
+        let l = &gw.shared.edge.limiter;
+        let now = std::time::Instant::now();
+        if let Some(d) = l.pulled(&p.key, body.len(), p.bytes_per_second, now) {
+            tokio::time::sleep(d).await;
+        }
+    }
+    let limits = ctx.rt.cfg.server.limits;
+    let ok = write(stream, &head, &body, close, &limits).await;
+    (head.status.as_u16(), body.len() as u64, ok)
+}
+
+/// The request head for the backend, on the wire.
+fn upstream_head(
+    parts: &Parts,
+    ctx: &Ctx,
+    port: u16,
+    client: SocketAddr,
+) -> pingora::Result<Vec<u8>> {
+    // No case map: backends read header names case-blind.
+    let (mut p, ()) = http::Request::new(()).into_parts();
+    p.method = parts.method.clone();
+    p.uri = parts.uri.clone();
+    p.headers = parts.headers.clone();
+    for h in crate::upstream::HOP_BY_HOP {
+        p.headers.remove(h);
+    }
+    let mut up = RequestHeader::from(p);
+    edits::upstream_request(&mut up, ctx, port, Some(client.ip()))?;
+    let target = up.uri.path_and_query().map_or("/", |p| p.as_str());
+    let line = format!("{} {target} HTTP/1.1", up.method);
+    Ok(wire::head_bytes(
+        line.as_bytes(),
+        |o| up.header_to_h1_wire(o),
+        0,
+    ))
+}
+
+/// A proxying failure, answered as `fail_to_proxy` does; the connection
+/// is then closed.
+async fn fail(stream: &mut Stream, parts: &Parts, e: &Error, ctx: &mut Ctx) -> Sent {
+    if e.esource() == &ErrorSource::Upstream {
+        ctx.upstream_error = Some(edits::error_kind(e));
+    }
+    let Some(err) = edits::failure(e, ctx) else {
+        return (0, 0, false);
+    };
+    tracing::warn!(error = %e, status = err.status.as_u16(), "proxy failure");
+    ctx.failure_status = Some(err.status.as_u16());
+    let limits = ctx.rt.cfg.server.limits;
+    let (status, sent, _) = local(stream, parts, &Local::error(err), true, &limits).await;
+    (status, sent, false)
+}
+
+/// An answer dockgate gives itself, as `respond::send` writes it.
+async fn local(
+    stream: &mut Stream,
+    parts: &Parts,
+    l: &Local,
+    close: bool,
+    limits: &ClientLimits,
+) -> Sent {
+    let status = l.status.as_u16();
+    let headers = respond::with_api_version(&l.headers);
+    let id = parts.headers.get(request_id::HEADER);
+    let Ok(head) = respond::head(status, &headers, l.body.len(), id) else {
+        return (status, 0, false);
+    };
+    let body = if parts.method == Method::HEAD {
+        &[][..]
+    } else {
+        &l.body[..]
+    };
+    let ok = write(stream, &head, body, close, limits).await;
+    (status, body.len() as u64, ok)
+}
+
+/// Head and body in one write, within the send deadline.
+async fn write(
+    stream: &mut Stream,
+    head: &ResponseHeader,
+    body: &[u8],
+    close: bool,
+    limits: &ClientLimits,
+) -> bool {
+    let s = head.status;
+    let line = format!(
+        "HTTP/1.1 {} {}",
+        s.as_str(),
+        s.canonical_reason().unwrap_or("")
+    );
+    let mut out = wire::head_bytes(
+        line.as_bytes(),
+        |o| {
+            head.header_to_h1_wire(o);
+            if close {
+                o.extend_from_slice(b"Connection: close\r\n");
+            }
+        },
+        body.len(),
+    );
+    out.extend_from_slice(body);
+    let send = async {
+        stream.write_all(&out).await?;
+        stream.flush().await
+    };
+    matches!(
+        tokio::time::timeout(limits.send_timeout, send).await,
+        Ok(Ok(()))
+    )
+}

@@ -1,0 +1,465 @@
+//! The fast lane's HTTP/1.1 wire: which request heads it takes, how a
+//! backend answer is framed, and a chunked body's data. Pure: bytes in,
+//! values out; anything unusual is left to pingora (`Head::Pass`).
+
+use bytes::{Buf, BytesMut};
+use http::{Method, Version};
+use pingora::http::ResponseHeader;
+use thiserror::Error;
+
+/// The longest request head the lane reads before passing it on.
+pub const MAX_HEAD: usize = 8 << 10;
+/// The longest backend answer head it reads.
+pub const MAX_ANSWER_HEAD: usize = 64 << 10;
+const MAX_HEADERS: usize = 64;
+
+// Returned once per head and matched at once: boxing the large variant
+// would cost an allocation per request for nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Head {
+    /// More bytes needed.
+    Partial,
+    /// A head the lane answers: its length in the buffer and its parts.
+    Take {
+        len: usize,
+        parts: http::request::Parts,
+    },
+    /// Anything else (bodies, upgrades, other endpoints, malformed heads):
+    /// pingora's, which also renders the errors.
+    Pass,
+}
+
+/// A bodiless HTTP/1.1 GET or HEAD of a manifest, in origin form, with
+/// headers the `http` crate accepts. Everything else passes.
+pub fn request(buf: &[u8]) -> Head {
+    let mut h = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut r = httparse::Request::new(&mut h);
+    let len = match r.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Head::Partial,
+        _ => return Head::Pass,
+    };
+    // Bare-LF line ends are legal to accept, and pingora's to judge.
+    let crlf = buf[..len]
+        .iter()
+        .enumerate()
+        .all(|(i, &c)| c != b'\n' || (i > 0 && buf[i - 1] == b'\r'));
+    if !crlf {
+        return Head::Pass;
+    }
+    let method = match r.method {
+        Some("GET") => Method::GET,
+        Some("HEAD") => Method::HEAD,
+        _ => return Head::Pass,
+    };
+    let Some(path) = r
+        .path
+        .filter(|p| p.starts_with('/') && p.contains("/manifests/"))
+    else {
+        return Head::Pass;
+    };
+    if r.version != Some(1) {
+        return Head::Pass;
+    }
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    parts.method = method;
+    parts.version = Version::HTTP_11;
+    parts.uri = match path.parse() {
+        Ok(u) => u,
+        Err(_) => return Head::Pass,
+    };
+    parts.headers.reserve(r.headers.len());
+    for h in r.headers.iter() {
+        let n = h.name;
+        let framing = [
+            "content-length",
+            "transfer-encoding",
+            "expect",
+            "upgrade",
+            "te",
+        ]
+        .iter()
+        .any(|f| n.eq_ignore_ascii_case(f));
+        let closing =
+            n.eq_ignore_ascii_case("connection") && !h.value.eq_ignore_ascii_case(b"keep-alive");
+        if framing || closing {
+            return Head::Pass;
+        }
+        let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(n.as_bytes()),
+            http::HeaderValue::from_bytes(h.value),
+        ) else {
+            return Head::Pass;
+        };
+        parts.headers.append(name, value);
+    }
+    Head::Take { len, parts }
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum WireError {
+    #[error("the backend's answer head is malformed")]
+    BadHead,
+    #[error("the backend's answer head is larger than {MAX_ANSWER_HEAD} bytes")]
+    HeadTooLarge,
+    #[error("the backend's answer has conflicting Content-Length values")]
+    BadLength,
+    #[error("the backend's chunked body is malformed")]
+    BadChunk,
+}
+
+/// Where a backend answer's body ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body (HEAD, 204, 304).
+    Empty,
+    Length(usize),
+    Chunked,
+    /// Until the backend closes.
+    Close,
+}
+
+#[allow(clippy::large_enum_variant)] // as `Head`
+#[derive(Debug)]
+pub enum Answer {
+    Partial,
+    /// An interim `1xx` head of this length, to skip.
+    Interim(usize),
+    Final {
+        len: usize,
+        head: ResponseHeader,
+        framing: Framing,
+    },
+}
+
+/// A backend answer head; `head_request`: the request was a HEAD.
+pub fn answer(buf: &[u8], head_request: bool) -> Result<Answer, WireError> {
+    let mut h = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut r = httparse::Response::new(&mut h);
+    let len = match r.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() < MAX_ANSWER_HEAD => return Ok(Answer::Partial),
+        Ok(httparse::Status::Partial) => return Err(WireError::HeadTooLarge),
+        Err(_) => return Err(WireError::BadHead),
+    };
+    let status = r.code.ok_or(WireError::BadHead)?;
+    if (100..200).contains(&status) && status != 101 {
+        return Ok(Answer::Interim(len));
+    }
+    let (mut parts, ()) = http::Response::new(()).into_parts();
+    parts.status = http::StatusCode::from_u16(status).map_err(|_| WireError::BadHead)?;
+    parts.headers.reserve(r.headers.len());
+    let (mut length, mut chunked, mut coded) = (None, false, false);
+    for h in r.headers.iter() {
+        let n = h.name;
+        if n.eq_ignore_ascii_case("content-length") {
+            let v = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .ok_or(WireError::BadLength)?;
+            if length.is_some_and(|l| l != v) {
+                return Err(WireError::BadLength);
+            }
+            length = Some(v);
+        } else if n.eq_ignore_ascii_case("transfer-encoding") {
+            coded = true;
+            // The last coding decides; only chunked ends in-band.
+            chunked = h
+                .value
+                .rsplit(|c| *c == b',')
+                .next()
+                .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        }
+        // Hop-by-hop: the client's connection is framed by dockgate.
+        let hop = crate::upstream::HOP_BY_HOP
+            .iter()
+            .any(|x| n.eq_ignore_ascii_case(x));
+        if !hop {
+            let name =
+                http::HeaderName::from_bytes(n.as_bytes()).map_err(|_| WireError::BadHead)?;
+            let value = http::HeaderValue::from_bytes(h.value).map_err(|_| WireError::BadHead)?;
+            parts.headers.append(name, value);
+        }
+    }
+    // No case map: header names go to the client lowercase, as over h2.
+    let mut head = ResponseHeader::from(parts);
+    let framing = if head_request || status == 204 || status == 304 {
+        Framing::Empty
+    } else if coded {
+        if chunked {
+            Framing::Chunked
+        } else {
+            Framing::Close
+        }
+    } else {
+        length.map_or(Framing::Close, Framing::Length)
+    };
+    if coded {
+        head.remove_header("content-length");
+    }
+    Ok(Answer::Final { len, head, framing })
+}
+
+/// Takes a chunked body's data out of the bytes read so far.
+#[derive(Debug, Default)]
+pub struct Dechunk {
+    state: Chunk,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+enum Chunk {
+    #[default]
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailer,
+}
+
+impl Dechunk {
+    /// Moves the data in `buf` to `out`; `Ok(true)` once the body ended.
+    pub fn feed(&mut self, buf: &mut BytesMut, out: &mut BytesMut) -> Result<bool, WireError> {
+        loop {
+            match self.state {
+                Chunk::Size => match httparse::parse_chunk_size(buf) {
+                    Ok(httparse::Status::Complete((n, size))) => {
+                        buf.advance(n);
+                        self.state = if size == 0 {
+                            Chunk::Trailer
+                        } else {
+                            Chunk::Data(size)
+                        };
+                    }
+                    Ok(httparse::Status::Partial) => return Ok(false),
+                    Err(_) => return Err(WireError::BadChunk),
+                },
+                Chunk::Data(left) => {
+                    if buf.is_empty() {
+                        return Ok(false);
+                    }
+                    let take = usize::try_from(left).map_or(buf.len(), |l| l.min(buf.len()));
+                    out.extend_from_slice(&buf[..take]);
+                    buf.advance(take);
+                    let left = left - take as u64;
+                    self.state = if left == 0 {
+                        Chunk::DataEnd
+                    } else {
+                        Chunk::Data(left)
+                    };
+                }
+                Chunk::DataEnd => {
+                    if buf.len() < 2 {
+                        return Ok(false);
+                    }
+                    if &buf[..2] != b"\r\n" {
+                        return Err(WireError::BadChunk);
+                    }
+                    buf.advance(2);
+                    self.state = Chunk::Size;
+                }
+                Chunk::Trailer => {
+                    let Some(at) = buf.windows(2).position(|w| w == b"\r\n") else {
+                        return Ok(false);
+                    };
+                    buf.advance(at + 2);
+                    if at == 0 {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A head on the wire: the status or request line, then `headers`.
+pub fn head_bytes(first_line: &[u8], headers: impl FnOnce(&mut Vec<u8>), body: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512 + body);
+    out.extend_from_slice(first_line);
+    out.extend_from_slice(b"\r\n");
+    headers(&mut out);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn take(raw: &str) -> Option<(usize, http::request::Parts)> {
+        match request(raw.as_bytes()) {
+            Head::Take { len, parts } => Some((len, parts)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn request_heads_taken_or_passed() {
+        let m = "/v2/r/app/manifests/latest";
+        let taken = [
+            format!("GET {m} HTTP/1.1\r\nHost: h\r\n\r\n"),
+            format!("HEAD {m} HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\n\r\n"),
+            format!("GET {m}?x=1 HTTP/1.1\r\nHost: h\r\nAccept: a, b\r\n\r\n"),
+        ];
+        for raw in &taken {
+            let (len, p) = take(raw).unwrap_or_else(|| panic!("taken: {raw:?}"));
+            assert_eq!(len, raw.len(), "{raw:?}");
+            assert_eq!(p.headers.get("host").map(|v| v.as_bytes()), Some(&b"h"[..]));
+        }
+        let passed = [
+            format!("PUT {m} HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n"),
+            format!("DELETE {m} HTTP/1.1\r\nHost: h\r\n\r\n"),
+            format!("GET {m} HTTP/1.0\r\nHost: h\r\n\r\n"),
+            "GET /v2/r/app/blobs/sha256:00 HTTP/1.1\r\nHost: h\r\n\r\n".to_string(),
+            "GET /v2/ HTTP/1.1\r\nHost: h\r\n\r\n".to_string(),
+            format!("GET http://h{m} HTTP/1.1\r\nHost: h\r\n\r\n"),
+            format!("GET {m} HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello"),
+            format!("GET {m} HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            format!("GET {m} HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n"),
+            format!("GET {m} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"),
+            format!("GET {m} HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"),
+            format!("GET {m} HTTP/1.1\r\nHost: h\r\nX: a\x01b\r\n\r\n"),
+            format!("GET {m} HTTP/1.1\r\nHo st: h\r\n\r\n"),
+            format!("GET {m} HTTP/1.1\nHost: h\n\n"),
+            format!("GET {m} HTTP/1.1\r\nHost: h\n\r\n"),
+        ];
+        for raw in &passed {
+            assert!(
+                matches!(request(raw.as_bytes()), Head::Pass | Head::Partial)
+                    && !matches!(request(raw.as_bytes()), Head::Take { .. }),
+                "passed: {raw:?}"
+            );
+        }
+        assert!(matches!(
+            request(b"GET /v2/r/app/manifests/x HTTP/1.1\r\nHo"),
+            Head::Partial
+        ));
+        let long = format!("GET {m} HTTP/1.1\r\nX: {}", "a".repeat(MAX_HEAD));
+        assert!(matches!(request(long.as_bytes()), Head::Pass));
+    }
+
+    #[test]
+    fn a_pipelined_head_is_measured_alone() {
+        let one = "GET /v2/r/a/manifests/1 HTTP/1.1\r\nHost: h\r\n\r\n";
+        let two = format!("{one}GET /v2/r/a/manifests/2 HTTP/1.1\r\n");
+        assert_eq!(take(&two).map(|t| t.0), Some(one.len()));
+    }
+
+    fn final_of(raw: &str, head: bool) -> Result<(usize, u16, Framing), WireError> {
+        match answer(raw.as_bytes(), head)? {
+            Answer::Final { len, head, framing } => Ok((len, head.status.as_u16(), framing)),
+            other => panic!("not final: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn answer_framing() {
+        let cases: &[(&str, bool, Result<Framing, WireError>)] = &[
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n",
+                false,
+                Ok(Framing::Length(12)),
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n",
+                true,
+                Ok(Framing::Empty),
+            ),
+            (
+                "HTTP/1.1 304 Not Modified\r\nContent-Length: 12\r\n\r\n",
+                false,
+                Ok(Framing::Empty),
+            ),
+            ("HTTP/1.1 204 No Content\r\n\r\n", false, Ok(Framing::Empty)),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                false,
+                Ok(Framing::Chunked),
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 3\r\n\r\n",
+                false,
+                Ok(Framing::Chunked),
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+                false,
+                Ok(Framing::Close),
+            ),
+            ("HTTP/1.1 200 OK\r\n\r\n", false, Ok(Framing::Close)),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+                false,
+                Ok(Framing::Length(1)),
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                false,
+                Err(WireError::BadLength),
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+                false,
+                Err(WireError::BadLength),
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\n",
+                false,
+                Err(WireError::BadLength),
+            ),
+            ("HTTP/1.1 2x0 OK\r\n\r\n", false, Err(WireError::BadHead)),
+        ];
+        for (raw, head, want) in cases {
+            let got = final_of(raw, *head).map(|(len, _, f)| {
+                assert_eq!(len, raw.len());
+                f
+            });
+            assert_eq!(&got, want, "{raw:?}");
+        }
+        assert!(matches!(
+            answer(b"HTTP/1.1 200 OK\r\nConte", false),
+            Ok(Answer::Partial)
+        ));
+        let cont = "HTTP/1.1 100 Continue\r\n\r\n";
+        assert!(
+            matches!(answer(cont.as_bytes(), false), Ok(Answer::Interim(n)) if n == cont.len())
+        );
+        let huge = format!("HTTP/1.1 200 OK\r\nX: {}", "a".repeat(MAX_ANSWER_HEAD));
+        assert_eq!(
+            answer(huge.as_bytes(), false).err(),
+            Some(WireError::HeadTooLarge)
+        );
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_dropped() {
+        let raw = "HTTP/1.1 200 OK\r\nConnection: close\r\nKeep-Alive: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\nDocker-Content-Digest: d\r\n\r\n";
+        let Ok(Answer::Final { head, .. }) = answer(raw.as_bytes(), false) else {
+            panic!("final")
+        };
+        let names: Vec<_> = head.headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["docker-content-digest"]);
+    }
+
+    #[test]
+    fn chunked_bodies_in_any_split() {
+        let raw = b"4\r\nabcd\r\n3;ext=1\r\nefg\r\n0\r\nTrailer: x\r\n\r\nNEXT";
+        for split in 0..raw.len() {
+            let mut d = Dechunk::default();
+            let (mut buf, mut out) = (BytesMut::from(&raw[..split]), BytesMut::new());
+            let early = d.feed(&mut buf, &mut out);
+            buf.extend_from_slice(&raw[split..]);
+            let done = match early {
+                Ok(true) => Ok(true),
+                _ => d.feed(&mut buf, &mut out),
+            };
+            assert!(early.is_ok() && done == Ok(true), "split {split}");
+            assert_eq!(&out[..], b"abcdefg", "split {split}");
+            assert_eq!(&buf[..], b"NEXT", "split {split}: what follows stays");
+        }
+        for bad in [&b"zz\r\n"[..], b"2\r\nabX\r\n"] {
+            let mut d = Dechunk::default();
+            let r = d.feed(&mut BytesMut::from(bad), &mut BytesMut::new());
+            assert_eq!(r, Err(WireError::BadChunk), "{bad:?}");
+        }
+    }
+}
