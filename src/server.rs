@@ -330,7 +330,7 @@ fn proxy_service(
     addr: std::net::SocketAddr,
 ) -> Service<Guarded<HttpProxy<Gateway>>> {
     let (gw_shared, gw_connections) = (gw.shared.clone(), gw.connections.clone());
-    let gateway = gw.clone();
+    let gateway = Arc::new(gw.clone());
     let mut proxy = http_proxy(&server.configuration, gw);
     // h2 uploads are window-bound with the 64 KiB defaults.
     let mut h2 = default_h2_options();

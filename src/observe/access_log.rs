@@ -60,16 +60,22 @@ impl AccessLog {
     }
 
     pub fn write(&self, r: &Record, flush_now: bool) {
-        let mut line = match self.format {
-            LogFormat::Json => serde_json::to_string(r).unwrap_or_default(),
-            LogFormat::Logfmt => logfmt(r),
-        };
-        line.push('\n');
+        // Sized for a typical line: no regrowth while serializing.
+        let mut line = Vec::with_capacity(512);
+        match self.format {
+            LogFormat::Json => {
+                if serde_json::to_writer(&mut line, r).is_err() {
+                    line.clear();
+                }
+            }
+            LogFormat::Logfmt => line.extend_from_slice(logfmt(r).as_bytes()),
+        }
+        line.push(b'\n');
         let Ok(mut out) = self.out.lock() else {
             return;
         };
         // Whole lines only: BufWriter writes out a line that does not fit.
-        let mut res = out.write_all(line.as_bytes());
+        let mut res = out.write_all(&line);
         if flush_now && res.is_ok() {
             res = out.flush();
         }

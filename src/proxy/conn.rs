@@ -11,7 +11,7 @@
 
 use crate::state::Shared;
 use async_trait::async_trait;
-use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::apps::{serve_h2, HttpServerApp, ServerApp};
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use std::collections::HashMap;
@@ -185,11 +185,11 @@ impl Connections {
     }
 }
 
-/// The proxy app behind per-connection admission and head deadlines; an
-/// HTTP/1.1 connection starts in the fast lane (`proxy::fast`).
+/// The proxy app behind per-connection admission and head deadlines; with
+/// `[server] fast_lane`, connections are served through `proxy::fast`.
 pub struct Guarded<A> {
     pub inner: Arc<A>,
-    pub gateway: super::Gateway,
+    pub gateway: Arc<super::Gateway>,
     pub shared: Arc<Shared>,
     /// Shared by every listener: the per-client cap counts them all.
     pub connections: Arc<Connections>,
@@ -221,13 +221,31 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
             return None;
         };
         let tracked = conns.track(key, limits.header_timeout);
-        let h1 = matches!(stream.selected_alpn_proto(), None | Some(ALPN::H1));
-        let fast = h1 && self.shared.snapshot().cfg.server.fast_lane;
+        let alpn = stream.selected_alpn_proto();
+        let fast = self.shared.snapshot().cfg.server.fast_lane;
         let serve = async {
-            if fast {
-                super::fast::serve(&self.gateway, &self.inner, stream, key, conns, shutdown).await
-            } else {
-                self.inner.process_new(stream, shutdown).await
+            match alpn {
+                _ if !fast => self.inner.process_new(stream, shutdown).await,
+                None | Some(ALPN::H1) => {
+                    super::fast::serve(&self.gateway, &self.inner, stream, key, conns, shutdown)
+                        .await
+                }
+                Some(ALPN::H2) => {
+                    let lane = super::fast::H2Lane {
+                        gw: self.gateway.clone(),
+                        key,
+                        conns: conns.clone(),
+                    };
+                    Box::pin(serve_h2(
+                        &self.inner,
+                        stream,
+                        shutdown,
+                        Some(Arc::new(lane)),
+                    ))
+                    .await;
+                    None
+                }
+                _ => self.inner.process_new(stream, shutdown).await,
             }
         };
         tokio::select! {

@@ -1,6 +1,7 @@
 //! The pingora glue: one `ProxyHttp` impl. Each phase takes facts from
 //! the session, asks the pure pipeline (`crate::pipeline`) for a step, and
 //! applies it: forward, or answer locally. No decisions are made here.
+//! `fast/` applies the same steps to manifest reads outside pingora-proxy.
 
 mod cache;
 pub mod conn;

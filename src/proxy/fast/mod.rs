@@ -21,13 +21,18 @@ use crate::route::{self, RepoTarget, Routed};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::request::Parts;
 use http::Method;
-use pingora::apps::{serve_h1, HttpServerApp};
+use pingora::apps::{serve_h1, H2Streams, HttpServerApp};
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::protocols::http::date;
+use pingora::protocols::http::v2::server::HttpSession as H2Session;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use pingora::{Error, ErrorSource};
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 use wire::Head;
@@ -79,8 +84,12 @@ where
             conns.busy(key);
         }
         let limits = ctx.rt.cfg.server.limits;
+        let mut down = Down::H1 {
+            stream: &mut stream,
+            close: *shutdown.borrow(),
+        };
         // Boxed: a waiting connection holds only this loop's small state.
-        let keep = Box::pin(answer(gw, &mut stream, parts, target, ctx, key.0, shutdown)).await;
+        let keep = Box::pin(answer(gw, &mut down, parts, target, ctx, key.0)).await;
         if !keep {
             return None;
         }
@@ -204,15 +213,90 @@ fn takes(gw: &Gateway, ctx: &Ctx, parts: &Parts) -> Option<RepoTarget> {
     (!t.repo.backend.tls && !cache_may_answer).then_some(t)
 }
 
+/// The lane's h2 streams: on a connection that negotiated h2, each stream
+/// that is a bodiless manifest GET or HEAD `takes` accepts is answered
+/// here; the others go to pingora's `process_new_http`.
+pub struct H2Lane {
+    pub gw: Arc<Gateway>,
+    pub key: ConnKey,
+    pub conns: Arc<Connections>,
+}
+
+impl H2Streams for H2Lane {
+    fn take(&self, s: H2Session) -> Result<Pin<Box<dyn Future<Output = ()> + Send>>, H2Session> {
+        let head = s.req_header();
+        if !matches!(head.method, Method::GET | Method::HEAD) || !s.is_body_done() {
+            return Err(s);
+        }
+        let ctx = Ctx::new(&self.gw.shared);
+        let Some(target) = takes(&self.gw, &ctx, head) else {
+            return Err(s);
+        };
+        // As `transport::on_request`: an h2 connection with a stream has no head deadline.
+        self.conns.settled(self.key);
+        let (gw, client) = (self.gw.clone(), self.key.0);
+        Ok(Box::pin(async move {
+            let mut s = s;
+            s.set_write_timeout(Some(ctx.rt.cfg.server.limits.send_timeout));
+            let parts = s.req_header().as_owned_parts();
+            let mut down = Down::H2(&mut s);
+            answer(&gw, &mut down, parts, target, ctx, client).await;
+        }))
+    }
+}
+
+/// Where the lane writes an answer.
+enum Down<'a> {
+    /// `close`: the last answer on this connection (a graceful stop began,
+    /// or the request failed).
+    H1 {
+        stream: &'a mut Stream,
+        close: bool,
+    },
+    H2(&'a mut H2Session),
+}
+
+impl Down<'_> {
+    /// Head and body within the send deadline; false: the client is gone.
+    async fn send(&mut self, head: ResponseHeader, body: Bytes, limits: &ClientLimits) -> bool {
+        match self {
+            Down::H1 { stream, close } => write_h1(stream, head, &body, *close, limits).await,
+            // The session's write timeout is the send deadline; it adds `Date`.
+            Down::H2(s) => {
+                let end = body.is_empty();
+                if s.write_response_header(Box::new(head), end).is_err() {
+                    return false;
+                }
+                end || s.write_body(body, true).await.is_ok()
+            }
+        }
+    }
+
+    /// A failed request ends an HTTP/1.1 connection, as `fail_to_proxy` does.
+    fn close(&mut self) {
+        if let Down::H1 { close, .. } = self {
+            *close = true;
+        }
+    }
+
+    /// Whether the client already reset this h2 stream: then nobody waits
+    /// for the answer and the backend is not asked (`transport::stream_gone`).
+    fn gone(&mut self) -> bool {
+        let Down::H2(s) = self else { return false };
+        let mut idle = s.idle();
+        let mut cx = Context::from_waker(Waker::noop());
+        matches!(Pin::new(&mut idle).poll(&mut cx), Poll::Ready(_))
+    }
+}
+
 /// One request, as the proxy phases would answer it; false: close.
 async fn answer(
     gw: &Gateway,
-    stream: &mut Stream,
+    down: &mut Down<'_>,
     mut parts: Parts,
     target: RepoTarget,
     mut ctx: Ctx,
     client: SocketAddr,
-    shutdown: &ShutdownWatch,
 ) -> bool {
     ctx.request_id = request_id::next();
     if let Ok(v) = http::HeaderValue::from_str(&ctx.request_id) {
@@ -232,10 +316,9 @@ async fn answer(
         pipeline::run_repo(&env, &req, &mut notes, target).await
     };
     ctx.notes = notes;
-    let close = *shutdown.borrow();
     let (status, sent, keep) = match step {
-        Step::Respond(l) => local(stream, &parts, &l, close, &ctx.rt.cfg.server.limits).await,
-        Step::Forward(f) => forward(gw, stream, &mut parts, *f, &mut ctx, client, close).await,
+        Step::Respond(l) => local(down, &parts, &l, &ctx.rt.cfg.server.limits).await,
+        Step::Forward(f) => forward(gw, down, &mut parts, *f, &mut ctx, client).await,
     };
     let done = Done {
         status,
@@ -243,7 +326,7 @@ async fn answer(
         client: client.to_string(),
     };
     log::record_done(&gw.shared, &parts, &done, &ctx);
-    keep && !close
+    keep && !matches!(down, Down::H1 { close: true, .. })
 }
 
 /// (status, body bytes sent, connection still usable)
@@ -251,16 +334,15 @@ type Sent = (u16, u64, bool);
 
 async fn forward(
     gw: &Gateway,
-    stream: &mut Stream,
+    down: &mut Down<'_>,
     parts: &mut Parts,
     f: Forward,
     ctx: &mut Ctx,
     client: SocketAddr,
-    close: bool,
 ) -> Sent {
     if f.body != Body::Stream {
         let e = Error::explain(pingora::ErrorType::InternalError, "a body in the fast lane");
-        return fail(stream, parts, &e, ctx).await;
+        return fail(down, parts, &e, ctx).await;
     }
     ctx.forward_to(&f);
     for (k, v) in &f.set_headers {
@@ -270,16 +352,23 @@ async fn forward(
     }
     let request = match upstream_head(parts, ctx, gw.addr.port(), client) {
         Ok(r) => r,
-        Err(e) => return fail(stream, parts, &e, ctx).await,
+        Err(e) => return fail(down, parts, &e, ctx).await,
     };
     let Some(b) = ctx.backend.clone() else {
         let e = Error::explain(pingora::ErrorType::InternalError, "no backend chosen");
-        return fail(stream, parts, &e, ctx).await;
+        return fail(down, parts, &e, ctx).await;
     };
+    if down.gone() {
+        let e = Error::explain(
+            pingora::ErrorType::ConnectionClosed,
+            "client reset the stream",
+        );
+        return fail(down, parts, &e.into_down(), ctx).await;
+    }
     let head_request = parts.method == Method::HEAD;
     let reply = match gw.pool.exchange(&b, &request, head_request).await {
         Ok(r) => r,
-        Err(e) => return fail(stream, parts, &e, ctx).await,
+        Err(e) => return fail(down, parts, &e, ctx).await,
     };
     let mut head = reply.head;
     let status = head.status.as_u16();
@@ -292,12 +381,12 @@ async fn forward(
     let edited = edits::downstream_response(&mut head, ctx)
         .and_then(|()| gw.check_answer(&parts.method, &mut head, ctx));
     if let Err(e) = edited {
-        return fail(stream, parts, &e, ctx).await;
+        return fail(down, parts, &e, ctx).await;
     }
     let body = ctx.replace_body.clone().unwrap_or(reply.body);
     if reply.framed && ctx.replace_body.is_none() {
         if let Err(e) = head.insert_header("Content-Length", body.len().to_string()) {
-            return fail(stream, parts, &e, ctx).await;
+            return fail(down, parts, &e, ctx).await;
         }
     }
     let body = if head_request || matches!(status, 204 | 304) {
@@ -313,8 +402,9 @@ async fn forward(
         }
     }
     let limits = ctx.rt.cfg.server.limits;
-    let ok = write(stream, &head, &body, close, &limits).await;
-    (head.status.as_u16(), body.len() as u64, ok)
+    let (status, len) = (head.status.as_u16(), body.len() as u64);
+    let ok = down.send(head, body, &limits).await;
+    (status, len, ok)
 }
 
 /// The request head for the backend, on the wire.
@@ -343,9 +433,10 @@ fn upstream_head(
     ))
 }
 
-/// A proxying failure, answered as `fail_to_proxy` does; the connection
-/// is then closed.
-async fn fail(stream: &mut Stream, parts: &Parts, e: &Error, ctx: &mut Ctx) -> Sent {
+/// A proxying failure, answered as `fail_to_proxy` does; an HTTP/1.1
+/// connection is then closed.
+async fn fail(down: &mut Down<'_>, parts: &Parts, e: &Error, ctx: &mut Ctx) -> Sent {
+    down.close();
     if e.esource() == &ErrorSource::Upstream {
         ctx.upstream_error = Some(edits::error_kind(e));
     }
@@ -355,18 +446,12 @@ async fn fail(stream: &mut Stream, parts: &Parts, e: &Error, ctx: &mut Ctx) -> S
     tracing::warn!(error = %e, status = err.status.as_u16(), "proxy failure");
     ctx.failure_status = Some(err.status.as_u16());
     let limits = ctx.rt.cfg.server.limits;
-    let (status, sent, _) = local(stream, parts, &Local::error(err), true, &limits).await;
+    let (status, sent, _) = local(down, parts, &Local::error(err), &limits).await;
     (status, sent, false)
 }
 
 /// An answer dockgate gives itself, as `respond::send` writes it.
-async fn local(
-    stream: &mut Stream,
-    parts: &Parts,
-    l: &Local,
-    close: bool,
-    limits: &ClientLimits,
-) -> Sent {
+async fn local(down: &mut Down<'_>, parts: &Parts, l: &Local, limits: &ClientLimits) -> Sent {
     let status = l.status.as_u16();
     let headers = respond::with_api_version(&l.headers);
     let id = parts.headers.get(request_id::HEADER);
@@ -374,38 +459,39 @@ async fn local(
         return (status, 0, false);
     };
     let body = if parts.method == Method::HEAD {
-        &[][..]
+        Bytes::new()
     } else {
-        &l.body[..]
+        l.body.clone()
     };
-    let ok = write(stream, &head, body, close, limits).await;
-    (status, body.len() as u64, ok)
+    let len = body.len() as u64;
+    let ok = down.send(head, body, limits).await;
+    (status, len, ok)
 }
 
-/// Head and body in one write, within the send deadline.
-async fn write(
+/// Head and body in one write, within the send deadline; `Date` and
+/// `Connection` as pingora's HTTP/1.1 server writes them.
+async fn write_h1(
     stream: &mut Stream,
-    head: &ResponseHeader,
+    mut head: ResponseHeader,
     body: &[u8],
     close: bool,
     limits: &ClientLimits,
 ) -> bool {
+    let connection = if close { "close" } else { "keep-alive" };
+    let dated = head.insert_header(http::header::DATE, date::get_cached_date());
+    if dated
+        .and_then(|()| head.insert_header(http::header::CONNECTION, connection))
+        .is_err()
+    {
+        return false;
+    }
     let s = head.status;
     let line = format!(
         "HTTP/1.1 {} {}",
         s.as_str(),
         s.canonical_reason().unwrap_or("")
     );
-    let mut out = wire::head_bytes(
-        line.as_bytes(),
-        |o| {
-            head.header_to_h1_wire(o);
-            if close {
-                o.extend_from_slice(b"Connection: close\r\n");
-            }
-        },
-        body.len(),
-    );
+    let mut out = wire::head_bytes(line.as_bytes(), |o| head.header_to_h1_wire(o), body.len());
     out.extend_from_slice(body);
     let send = async {
         stream.write_all(&out).await?;

@@ -1,6 +1,7 @@
-"""The HTTP/1.1 fast lane (`proxy/fast`): manifest GETs and HEADs on a keep-alive connection
+"""The fast lane (`proxy/fast`): manifest GETs and HEADs on a keep-alive HTTP/1.1 connection
 are answered by dockgate's own loop; any other head, and the rest of that connection, go to
-pingora's proxy. Raw TLS sockets (ALPN http/1.1) against the real registry. Each test checks
+pingora's proxy. On h2, such streams are answered by the lane and the others by pingora, on
+the same connection. Raw TLS sockets (ALPN http/1.1) against the real registry. Each test checks
 the answers, what the registry's own log saw, and that the gateway still serves: a hand-off
 mid-connection with pipelined bytes, a head trickled byte by byte, the keep-alive deadlines
 between requests, a registry restarted under pooled connections or down, and refusals
@@ -11,9 +12,9 @@ import time
 import pytest
 
 from dgtest import images
-from dgtest.attack_transport import (backend_requests, closed_within, error_codes,
-                                     read_responses, request_bytes, start_pair, tls_connect,
-                                     wait_for)
+from dgtest.attack_transport import (H2Client, backend_requests, closed_within,
+                                     error_codes, read_responses, request_bytes, start_pair,
+                                     tls_connect, wait_for)
 from dgtest.client import V2
 from dgtest.ops import access_log_lines
 
@@ -239,3 +240,61 @@ def test_registry_down_then_back(pair, pki, known):
     s.close()
     assert got and got[0].status == 200
     still_serves(gw, pki)
+
+
+def test_h2_streams_split_between_lane_and_pingora(pair, pki, known):
+    """One h2 connection, four concurrent streams: manifest GET and HEAD (the lane), a blob GET
+    and a manifest GET with a body (pingora). Every answer right; the HEAD has no body."""
+    reg, gw = pair
+    before = len(manifest_gets(reg))
+    c = H2Client(gw.port(), pki.ca_crt)
+    acc = [("accept", known.media_type)]
+    get = c.headers("GET", MANIFEST, acc)
+    head = c.headers("HEAD", MANIFEST, acc)
+    blob = c.headers("GET", f"/v2/docker-local/fast/blobs/{known.config.digest}")
+    with_body = c.headers("GET", MANIFEST, acc, end=False)
+    c.conn.send_data(with_body, b"x", end_stream=True)
+    c.flush()
+    ids = (get, head, blob, with_body)
+    assert c.pump(lambda: all(c.streams[i].ended for i in ids)), {
+        i: (c.streams[i].status, c.streams[i].reset) for i in ids}
+    c.close()
+    g, h, b, w = (c.streams[i] for i in ids)
+    assert g.status == 200 and images.sha256_digest(g.body) == known.digest
+    assert g.headers.get("docker-content-digest") == known.digest
+    assert h.status == 200 and h.body == b""
+    assert int(h.headers["content-length"]) == len(known.manifest)
+    assert b.status == 200 and images.sha256_digest(b.body) == known.config.digest
+    assert w.status == 200 and images.sha256_digest(w.body) == known.digest
+    assert wait_for(lambda: len(manifest_gets(reg)) >= before + 2, 3)
+
+
+def test_h2_refusal_and_down_backend(pair, pki, known):
+    """h2 through the lane: wrong credentials get 401 and never reach the registry; a
+    stopped registry gets 503 UNAVAILABLE and the connection keeps serving other streams."""
+    reg, gw = pair
+    before = len(manifest_gets(reg))
+    c = H2Client(gw.port(), pki.ca_crt)
+    sid = c.headers("GET", MANIFEST, [("accept", known.media_type),
+                                      ("authorization", "Basic d3JpdGVyOm5vcGU=")])
+    c.flush()
+    assert c.pump(lambda: c.streams[sid].ended)
+    assert c.streams[sid].status == 401
+    assert "UNAUTHORIZED" in error_codes(c.streams[sid].body)
+    time.sleep(0.3)
+    assert len(manifest_gets(reg)) == before
+
+    def get():
+        sid = c.headers("GET", MANIFEST, [("accept", known.media_type)])
+        c.flush()
+        c.pump(lambda: c.streams[sid].ended or c.streams[sid].reset is not None)
+        return c.streams[sid]
+    reg.stop()
+    try:
+        r = get()
+        assert r.status == 503 and "UNAVAILABLE" in error_codes(r.body), r
+    finally:
+        reg.start()
+    r = get()
+    c.close()
+    assert r.status == 200 and images.sha256_digest(r.body) == known.digest

@@ -299,52 +299,7 @@ where
         if h2c || matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
             // dockgate patch (vendor/README.md): the h2 connection's futures in their own box,
             // so they do not size this future for every HTTP/1.1 connection (4,048 -> 616 bytes).
-            Box::pin(async move {
-                // create a shared connection digest
-                let digest = Arc::new(Digest {
-                    ssl_digest: stream.get_ssl_digest(),
-                    // TODO: log h2 handshake time
-                    timing_digest: stream.get_timing_digest(),
-                    proxy_digest: stream.get_proxy_digest(),
-                    socket_digest: stream.get_socket_digest(),
-                });
-
-                let h2_options = self.h2_options();
-                let h2_conn = match server::handshake(stream, h2_options).await {
-                    Err(e) => {
-                        error!("H2 handshake error {e}");
-                        return;
-                    }
-                    Ok(c) => c,
-                };
-
-                // The accept-loop body — including the graceful-shutdown state
-                // machine — lives in `server::accept_downstream_sessions` so that
-                // the same code path is exercised by tests in `protocols::http::v2`.
-                let app = self.clone();
-                let shutdown_for_session = shutdown.clone();
-                let h2_idle_timeout = self.server_options().and_then(|o| o.h2_idle_timeout);
-                server::accept_downstream_sessions(
-                    h2_conn,
-                    digest,
-                    shutdown.clone(),
-                    h2_idle_timeout,
-                    |h2_stream, guard| {
-                        let app = app.clone();
-                        let shutdown = shutdown_for_session.clone();
-                        pingora_runtime::current_handle().spawn(async move {
-                            // hold `guard` for the session's lifetime so the accept
-                            // loop's idle timeout sees this connection as busy.
-                            let _guard = guard;
-                            // Note, `PersistentSettings` not currently relevant for h2
-                            app.process_new_http(ServerSession::new_http2(h2_stream), &shutdown)
-                                .await;
-                        });
-                    },
-                )
-                .await;
-            })
-            .await;
+            Box::pin(serve_h2(self, stream, shutdown, None)).await;
         } else if custom || matches!(stream.selected_alpn_proto(), Some(ALPN::Custom(_))) {
             return self.clone().process_custom_session(stream, shutdown).await;
         } else {
@@ -357,6 +312,85 @@ where
     async fn cleanup(&self) {
         self.http_cleanup().await;
     }
+}
+
+/// dockgate patch (vendor/README.md): takes some h2 streams before `process_new_http`.
+pub trait H2Streams: Send + Sync {
+    /// A future that answers `stream` (run as the stream's task), or the stream back for the
+    /// app's `process_new_http`.
+    #[allow(clippy::result_large_err)]
+    fn take(
+        &self,
+        stream: server::HttpSession,
+    ) -> Result<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>, server::HttpSession>;
+}
+
+/// dockgate patch (vendor/README.md): an h2 connection served by `app`, each stream first
+/// offered to `take`.
+pub async fn serve_h2<T>(
+    app: &Arc<T>,
+    stream: Stream,
+    shutdown: &ShutdownWatch,
+    take: Option<Arc<dyn H2Streams>>,
+) where
+    T: HttpServerApp + Send + Sync + 'static,
+{
+    // create a shared connection digest
+    let digest = Arc::new(Digest {
+        ssl_digest: stream.get_ssl_digest(),
+        // TODO: log h2 handshake time
+        timing_digest: stream.get_timing_digest(),
+        proxy_digest: stream.get_proxy_digest(),
+        socket_digest: stream.get_socket_digest(),
+    });
+
+    let h2_options = app.h2_options();
+    let h2_conn = match server::handshake(stream, h2_options).await {
+        Err(e) => {
+            error!("H2 handshake error {e}");
+            return;
+        }
+        Ok(c) => c,
+    };
+
+    // The accept-loop body — including the graceful-shutdown state
+    // machine — lives in `server::accept_downstream_sessions` so that
+    // the same code path is exercised by tests in `protocols::http::v2`.
+    let app = app.clone();
+    let shutdown_for_session = shutdown.clone();
+    let h2_idle_timeout = app.server_options().and_then(|o| o.h2_idle_timeout);
+    server::accept_downstream_sessions(
+        h2_conn,
+        digest,
+        shutdown.clone(),
+        h2_idle_timeout,
+        |h2_stream, guard| {
+            let h2_stream = match &take {
+                Some(t) => match t.take(h2_stream) {
+                    Ok(answer) => {
+                        pingora_runtime::current_handle().spawn(async move {
+                            let _guard = guard;
+                            answer.await;
+                        });
+                        return;
+                    }
+                    Err(s) => s,
+                },
+                None => h2_stream,
+            };
+            let app = app.clone();
+            let shutdown = shutdown_for_session.clone();
+            pingora_runtime::current_handle().spawn(async move {
+                // hold `guard` for the session's lifetime so the accept
+                // loop's idle timeout sees this connection as busy.
+                let _guard = guard;
+                // Note, `PersistentSettings` not currently relevant for h2
+                app.process_new_http(ServerSession::new_http2(h2_stream), &shutdown)
+                    .await;
+            });
+        },
+    )
+    .await;
 }
 
 /// dockgate patch (vendor/README.md): an HTTP/1.1 connection served by `app` from
