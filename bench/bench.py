@@ -23,6 +23,7 @@ Environment (all optional):
   DUR              seconds of each keep-alive load (10)
   NEWCONN_DUR      seconds of each new-connection load (8)
   IDLE_CONNS       idle keep-alive connections to hold (1000)
+  IDLE_AFTER       manifest: each idle connection first GETs the manifest (default: GET /v2/)
   MEASURES         comma list to run only some measures (names in MEASURES below)
   TARGETS          comma list: dockgate,nginx (default both)
   REFS=0           skip the reference rows
@@ -30,6 +31,7 @@ Environment (all optional):
   PORT_BASE        first of the ports used (default 28400: +43 dockgate,
                    +44 nginx, +80 backend, +81 upload sink, +82 static TLS)
   DOCKGATE_BIN     binary to run (run.sh sets it)
+  DOCKGATE_SERVER_EXTRA  lines added to dockgate's [server] (e.g. "fast_lane = false")
   PROFILE=1        record `perf record -e cpu-clock` of dockgate during each of
                    its measures into out/profile/ (see README)
   SERVE_ONLY=N     start everything, print the URLs, keep serving N seconds, stop
@@ -81,6 +83,7 @@ PROFILE = os.environ.get("PROFILE", "") == "1"
 REFS = os.environ.get("REFS", "1") != "0"
 SERVE_ONLY = env_int("SERVE_ONLY", 0)
 QUIET_WAIT = env_int("QUIET_WAIT", 30)
+IDLE_AFTER = os.environ.get("IDLE_AFTER", "ping")
 THREADS = int(os.environ.get("THREADS", "2"))  # dockgate server.threads == nginx worker_processes
 
 P_DG, P_NGX = PORT_BASE + 43, PORT_BASE + 44
@@ -557,6 +560,7 @@ graceful_shutdown_timeout_seconds = 1
 runtime_dir = "{RUN}/dockgate-runtime"
 # Every bench client comes from 127.0.0.1 (the idle phase opens IDLE_CONNS).
 max_connections_per_client = {max(1024, 2 * IDLE_CONNS)}
+{os.environ.get("DOCKGATE_SERVER_EXTRA", "")}
 
 [tls]
 cert = "{CERTS}/server-chain.crt"
@@ -795,8 +799,11 @@ def m_newconn_h1(t, s):
 
 def m_idle(t, s):
     before = sum(status_kib(p, "VmRSS") for p in t.rss_pids)
+    # IDLE_AFTER=manifest: each connection's one request is a manifest GET
+    # (dockgate's fast lane keeps such a connection) instead of `GET /v2/`.
+    path = f"{t.prefix}/{IMAGE}/manifests/latest" if IDLE_AFTER == "manifest" else "/v2/"
     p = subprocess.Popen([sys.executable, os.path.join(HERE, "idle_conns.py"), "127.0.0.1", str(t.port),
-                          os.path.join(CERTS, "ca.crt"), "/v2/", str(IDLE_CONNS)],
+                          os.path.join(CERTS, "ca.crt"), path, str(IDLE_CONNS)],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = ""

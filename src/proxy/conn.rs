@@ -9,9 +9,10 @@
 //! one (`idle`); an h2 connection is `settled` by its first stream, after
 //! which pingora's h2 idle timeout takes over.
 
+use super::fast::Lane;
 use crate::state::Shared;
 use async_trait::async_trait;
-use pingora::apps::{serve_h2, HttpServerApp, ServerApp};
+use pingora::apps::{serve_h1, serve_h2, HttpServerApp, ServerApp};
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use std::collections::HashMap;
@@ -227,8 +228,22 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
             match alpn {
                 _ if !fast => self.inner.process_new(stream, shutdown).await,
                 None | Some(ALPN::H1) => {
-                    super::fast::serve(&self.gateway, &self.inner, stream, key, conns, shutdown)
-                        .await
+                    // Boxed, and gone before pingora takes over: a connection
+                    // handed on holds none of the lane's state.
+                    let lane = super::fast::serve(&self.gateway, stream, key, conns, shutdown);
+                    match Box::pin(lane).await {
+                        Lane::Closed => None,
+                        Lane::Pass {
+                            stream,
+                            read,
+                            deadline,
+                        } => {
+                            if let Some(d) = deadline {
+                                conns.head_until(key, d);
+                            }
+                            Box::pin(serve_h1(&self.inner, stream, Some(read), shutdown)).await
+                        }
+                    }
                 }
                 Some(ALPN::H2) => {
                     let lane = super::fast::H2Lane {

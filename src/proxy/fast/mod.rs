@@ -21,7 +21,7 @@ use crate::route::{self, RepoTarget, Routed};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::request::Parts;
 use http::Method;
-use pingora::apps::{serve_h1, H2Streams, HttpServerApp};
+use pingora::apps::H2Streams;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::http::date;
 use pingora::protocols::http::v2::server::HttpSession as H2Session;
@@ -37,18 +37,30 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 use wire::Head;
 
-/// Serves an HTTP/1.1 connection from its first request on.
-pub async fn serve<A>(
+/// How an HTTP/1.1 connection left the lane.
+pub enum Lane {
+    Closed,
+    /// To pingora's HTTP/1.1 service from `read` (the bytes the lane had
+    /// read of the next request), under the head deadline the lane was
+    /// keeping (None: the guard's first-head deadline still runs).
+    Pass {
+        stream: Stream,
+        read: BytesMut,
+        deadline: Option<Instant>,
+    },
+}
+
+/// Serves an HTTP/1.1 connection from its first request on, until it
+/// closes or a head the lane does not take arrives. The caller hands such a
+/// connection on after this future is gone: its state is not held for the
+/// rest of the connection.
+pub async fn serve(
     gw: &Gateway,
-    app: &Arc<A>,
     mut stream: Stream,
     key: ConnKey,
     conns: &Connections,
     shutdown: &ShutdownWatch,
-) -> Option<Stream>
-where
-    A: HttpServerApp + Send + Sync + 'static,
-{
+) -> Lane {
     // Empty (unallocated) while the connection waits between requests.
     let mut buf = BytesMut::new();
     let mut stop = shutdown.clone();
@@ -65,19 +77,24 @@ where
                     Ok(n) => n,
                     Err(_) => {
                         tracing::info!(client = %key.0, "no complete request head in time; closing");
-                        return None;
+                        return Lane::Closed;
                     }
                 }
             }
         };
+        let pass = |stream, read| Lane::Pass {
+            stream,
+            read,
+            deadline,
+        };
         let (len, parts) = match next {
             Next::Take(len, parts) => (len, parts),
-            Next::Pass => return pass(app, stream, buf, key, conns, deadline, shutdown).await,
-            Next::Closed => return None,
+            Next::Pass => return pass(stream, buf),
+            Next::Closed => return Lane::Closed,
         };
         let ctx = Ctx::new(&gw.shared);
         let Some(target) = takes(gw, &ctx, &parts) else {
-            return pass(app, stream, buf, key, conns, deadline, shutdown).await;
+            return pass(stream, buf);
         };
         buf.advance(len);
         if deadline.is_none() {
@@ -91,7 +108,7 @@ where
         // Boxed: a waiting connection holds only this loop's small state.
         let keep = Box::pin(answer(gw, &mut down, parts, target, ctx, key.0)).await;
         if !keep {
-            return None;
+            return Lane::Closed;
         }
         deadline = Some(Instant::now() + limits.keepalive_timeout);
         if buf.is_empty() {
@@ -129,26 +146,6 @@ async fn next_head(
             }
         }
     }
-}
-
-/// pingora's HTTP/1.1 service for the rest of the connection, from `read`,
-/// under the head deadline the lane was keeping.
-async fn pass<A>(
-    app: &Arc<A>,
-    stream: Stream,
-    read: BytesMut,
-    key: ConnKey,
-    conns: &Connections,
-    deadline: Option<Instant>,
-    shutdown: &ShutdownWatch,
-) -> Option<Stream>
-where
-    A: HttpServerApp + Send + Sync + 'static,
-{
-    if let Some(d) = deadline {
-        conns.head_until(key, d);
-    }
-    Box::pin(serve_h1(app, stream, Some(read), shutdown)).await
 }
 
 /// Waits for a request's first byte (a 1-byte read: nothing is allocated
