@@ -13,8 +13,9 @@ import pytest
 
 from dgtest import images
 from dgtest.attack_transport import (H2Client, backend_requests, closed_within,
-                                     error_codes, read_responses, request_bytes, start_pair,
-                                     tls_connect, wait_for)
+                                     error_codes, push_small_image, read_responses,
+                                     request_bytes, start_pair, stop_pair, tls_connect,
+                                     wait_for)
 from dgtest.client import V2
 from dgtest.ops import access_log_lines
 
@@ -26,17 +27,12 @@ def pair(tmp_path_factory, pki, dockgate_binary):
                          log={"format": "json", "access_log": str(log)})
     gw.access_log = log
     yield reg, gw
-    gw.stop(timeout=5)
-    reg.stop()
-    reg.remove_storage()
+    stop_pair(reg, gw)
 
 
 @pytest.fixture(scope="module")
 def known(pair):
-    reg, _ = pair
-    img = images.make_image((64,), kind="docker")
-    V2(reg.url).push_image("fast", "one", img)
-    return img
+    return push_small_image(pair[0], "fast", "one")
 
 
 MANIFEST = "/v2/docker-local/fast/manifests/one"

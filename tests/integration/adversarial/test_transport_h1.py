@@ -8,8 +8,9 @@ import time
 import pytest
 
 from dgtest import images
-from dgtest.attack_transport import (backend_requests, error_codes, read_responses,
-                                     request_bytes, start_pair, tls_connect, wait_for)
+from dgtest.attack_transport import (backend_requests, error_codes, push_small_image,
+                                     read_responses, request_bytes, start_pair, stop_pair,
+                                     tls_connect, wait_for)
 from dgtest.client import V2
 from dgtest.ops import access_log_lines
 
@@ -18,17 +19,12 @@ from dgtest.ops import access_log_lines
 def pair(tmp_path_factory, pki, dockgate_binary):
     reg, gw = start_pair(tmp_path_factory, pki, dockgate_binary)
     yield reg, gw
-    gw.stop(timeout=5)
-    reg.stop()
-    reg.remove_storage()
+    stop_pair(reg, gw)
 
 
 @pytest.fixture(scope="module")
 def known(pair):
-    reg, _ = pair
-    img = images.make_image((64,), kind="docker")
-    V2(reg.url).push_image("known", "ok", img)
-    return img
+    return push_small_image(pair[0], "known", "ok")
 
 
 def still_serves(gw, pki):

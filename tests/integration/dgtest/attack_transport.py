@@ -14,7 +14,9 @@ import h2.connection
 import h2.events
 import hpack
 
+from . import images
 from .backend import Registry
+from .client import V2
 from .gateway import Gateway, gateway_config
 from .ops import write_htpasswd
 
@@ -51,6 +53,20 @@ def start_pair(tmp_path_factory, pki, binary, server=None, log=None, users=None)
         reg.stop()
         raise
     return reg, gw
+
+
+def stop_pair(reg, gw):
+    """Stop a `start_pair` gateway and its registry, and drop the registry's storage."""
+    gw.stop(timeout=5)
+    reg.stop()
+    reg.remove_storage()
+
+
+def push_small_image(reg, name, tag):
+    """A one-layer docker image pushed straight to the registry, for reads through dockgate."""
+    img = images.make_image((64,), kind="docker")
+    V2(reg.url).push_image(name, tag, img)
+    return img
 
 
 def backend_requests(reg, needle):
