@@ -95,6 +95,18 @@ pub fn downstream_response(resp: &mut ResponseHeader, ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
+/// A proxying failure, recorded on `ctx` for the metrics and the log: the
+/// answer for the client, or None when the client is gone.
+pub fn failed(e: &Error, ctx: &mut Ctx) -> Option<RegistryError> {
+    if e.esource() == &ErrorSource::Upstream {
+        ctx.upstream_error = Some(error_kind(e));
+    }
+    let err = failure(e, ctx)?;
+    tracing::warn!(error = %e, status = err.status.as_u16(), "proxy failure");
+    ctx.failure_status = Some(err.status.as_u16());
+    Some(err)
+}
+
 /// A proxying failure as the client should see it; None when the client
 /// is gone and nothing can be said.
 pub fn failure(e: &Error, ctx: &Ctx) -> Option<RegistryError> {

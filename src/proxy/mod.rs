@@ -184,14 +184,7 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        ctx.backend_status = Some(resp.status.as_u16());
-        self.learn_realms(resp, ctx);
-        if let Some(t) = &ctx.target {
-            let loc = resp.headers.get("location").and_then(|v| v.to_str().ok());
-            pipeline::learn(&self.env(ctx), t, &ctx.who, resp.status.as_u16(), loc);
-        }
-        edits::downstream_response(resp, ctx)?;
-        self.check_answer(&s.req_header().method, resp, ctx)?;
+        self.answer_head(&s.req_header().method, resp, ctx)?;
         tags::hold(s, resp, ctx)
     }
 
@@ -228,17 +221,12 @@ impl ProxyHttp for Gateway {
     }
 
     async fn fail_to_proxy(&self, s: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
-        if e.esource() == &pingora::ErrorSource::Upstream {
-            ctx.upstream_error = Some(edits::error_kind(e));
-        }
-        let Some(err) = edits::failure(e, ctx) else {
+        let Some(err) = edits::failed(e, ctx) else {
             return FailToProxy {
                 error_code: 0,
                 can_reuse_downstream: false,
             };
         };
-        tracing::warn!(error = %e, status = err.status.as_u16(), "proxy failure");
-        ctx.failure_status = Some(err.status.as_u16());
         // After a relayed `100 Continue` a final answer can still be sent.
         if s.response_written()
             .is_none_or(|r| r.status.is_informational())
@@ -255,6 +243,24 @@ impl ProxyHttp for Gateway {
 }
 
 impl Gateway {
+    /// A backend answer's head, on its way to the client (here and in the
+    /// fast lane): remembered, rewritten, and checked by the pipeline.
+    fn answer_head(
+        &self,
+        method: &http::Method,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        ctx.backend_status = Some(resp.status.as_u16());
+        self.learn_realms(resp, ctx);
+        if let Some(t) = &ctx.target {
+            let loc = resp.headers.get("location").and_then(|v| v.to_str().ok());
+            pipeline::learn(&self.env(ctx), t, &ctx.who, resp.status.as_u16(), loc);
+        }
+        edits::downstream_response(resp, ctx)?;
+        self.check_answer(method, resp, ctx)
+    }
+
     /// Remembers the realm paths a backend's 401 advertised.
     fn learn_realms(&self, resp: &ResponseHeader, ctx: &Ctx) {
         let (Some(view), Some(b)) = (&ctx.view, &ctx.backend) else {

@@ -61,9 +61,13 @@ pub fn on_done(conns: &Connections, s: &Session, limits: &ClientLimits) {
 /// Whether the client already reset this h2 stream: then nobody waits for
 /// the answer and the backend need not be asked (rapid reset).
 pub fn stream_gone(s: &mut Session) -> bool {
-    let Some(mut idle) = s.as_downstream_mut().watch_h2_stream_close() else {
-        return false;
-    };
+    s.as_downstream_mut()
+        .watch_h2_stream_close()
+        .is_some_and(closed_now)
+}
+
+/// Whether an h2 stream's close watch has already fired.
+pub fn closed_now(mut idle: pingora::protocols::http::v2::server::Idle<'_>) -> bool {
     let mut cx = Context::from_waker(Waker::noop());
     matches!(Pin::new(&mut idle).poll(&mut cx), Poll::Ready(_))
 }

@@ -10,7 +10,7 @@ pub mod wire;
 
 use super::conn::{ConnKey, Connections};
 use super::log::{self, Done};
-use super::{edits, respond, Ctx, Gateway};
+use super::{edits, respond, transport, Ctx, Gateway};
 use crate::cache::rules::Digest;
 use crate::config::ClientLimits;
 use crate::endpoint::{Own, Request};
@@ -27,12 +27,11 @@ use pingora::protocols::http::date;
 use pingora::protocols::http::v2::server::HttpSession as H2Session;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
-use pingora::{Error, ErrorSource};
+use pingora::Error;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 use wire::Head;
@@ -279,10 +278,10 @@ impl Down<'_> {
     /// Whether the client already reset this h2 stream: then nobody waits
     /// for the answer and the backend is not asked (`transport::stream_gone`).
     fn gone(&mut self) -> bool {
-        let Down::H2(s) = self else { return false };
-        let mut idle = s.idle();
-        let mut cx = Context::from_waker(Waker::noop());
-        matches!(Pin::new(&mut idle).poll(&mut cx), Poll::Ready(_))
+        match self {
+            Down::H2(s) => transport::closed_now(s.idle()),
+            Down::H1 { .. } => false,
+        }
     }
 }
 
@@ -369,15 +368,7 @@ async fn forward(
     };
     let mut head = reply.head;
     let status = head.status.as_u16();
-    ctx.backend_status = Some(status);
-    gw.learn_realms(&head, ctx);
-    if let Some(t) = &ctx.target {
-        let loc = head.headers.get("location").and_then(|v| v.to_str().ok());
-        pipeline::learn(&gw.env(ctx), t, &ctx.who, status, loc);
-    }
-    let edited = edits::downstream_response(&mut head, ctx)
-        .and_then(|()| gw.check_answer(&parts.method, &mut head, ctx));
-    if let Err(e) = edited {
+    if let Err(e) = gw.answer_head(&parts.method, &mut head, ctx) {
         return fail(down, parts, &e, ctx).await;
     }
     let body = ctx.replace_body.clone().unwrap_or(reply.body);
@@ -434,14 +425,9 @@ fn upstream_head(
 /// connection is then closed.
 async fn fail(down: &mut Down<'_>, parts: &Parts, e: &Error, ctx: &mut Ctx) -> Sent {
     down.close();
-    if e.esource() == &ErrorSource::Upstream {
-        ctx.upstream_error = Some(edits::error_kind(e));
-    }
-    let Some(err) = edits::failure(e, ctx) else {
+    let Some(err) = edits::failed(e, ctx) else {
         return (0, 0, false);
     };
-    tracing::warn!(error = %e, status = err.status.as_u16(), "proxy failure");
-    ctx.failure_status = Some(err.status.as_u16());
     let limits = ctx.rt.cfg.server.limits;
     let (status, sent, _) = local(down, parts, &Local::error(err), &limits).await;
     (status, sent, false)
