@@ -211,8 +211,13 @@ pub struct Backend {
 
 impl Backend {
     /// The backend's `/v2` root for one repository, without a trailing slash.
-    pub fn v2_prefix_for(&self, repo_key: &str) -> String {
-        self.v2_prefix.replace("{repo}", repo_key)
+    pub fn v2_prefix_for(&self, repo_key: &str) -> std::borrow::Cow<'_, str> {
+        // Borrowed in the common case: this is on every request's path.
+        if self.v2_prefix.contains("{repo}") {
+            self.v2_prefix.replace("{repo}", repo_key).into()
+        } else {
+            self.v2_prefix.as_str().into()
+        }
     }
 }
 

@@ -69,7 +69,7 @@ pub async fn serve(
     let mut fetched: HashMap<(String, String), Result<Vec<String>, CatalogError>> = HashMap::new();
     for repo in repos {
         let prefix = repo.backend.v2_prefix_for(&repo.key);
-        let key = (repo.backend.name.clone(), prefix.clone());
+        let key = (repo.backend.name.clone(), prefix.to_string());
         if !fetched.contains_key(&key) {
             let got = backend_names(shared, rt, repo, &prefix).await;
             fetched.insert(key.clone(), got);

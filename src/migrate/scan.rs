@@ -246,7 +246,7 @@ pub async fn scan(
     for repo in repos {
         let key = (
             repo.backend.name.clone(),
-            repo.backend.v2_prefix_for(&repo.key),
+            repo.backend.v2_prefix_for(&repo.key).into_owned(),
         );
         if !catalogs.contains_key(&key) {
             progress.message(&format!("catalog of {}", repo.backend.name));

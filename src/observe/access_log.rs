@@ -12,7 +12,7 @@ use std::sync::Mutex;
 pub struct Record<'a> {
     pub time: String,
     pub request_id: &'a str,
-    pub client: String,
+    pub client: &'a str,
     pub user: &'a str,
     /// The user name of credentials that were refused (never the password).
     pub attempted_user: &'a str,
@@ -123,7 +123,7 @@ mod tests {
     fn formats() {
         let r = Record {
             time: "t".into(),
-            client: "1.2.3.4:5".into(),
+            client: "1.2.3.4:5",
             user: "",
             repository: "docker-local",
             image: "a b",

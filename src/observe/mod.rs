@@ -2,6 +2,7 @@
 //! the metrics listener with its status page.
 
 pub mod access_log;
+pub mod addr;
 pub mod audit;
 pub mod http;
 pub mod metrics;

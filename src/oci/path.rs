@@ -21,14 +21,23 @@ pub enum Endpoint {
 impl Endpoint {
     /// The path after the name, as the backend expects it.
     pub fn suffix(&self) -> String {
-        match self {
-            Endpoint::Manifest(r) => format!("/manifests/{r}"),
-            Endpoint::Blob(d) => format!("/blobs/{d}"),
-            Endpoint::UploadStart => "/blobs/uploads/".to_string(),
-            Endpoint::Upload(id) => format!("/blobs/uploads/{id}"),
-            Endpoint::TagsList => "/tags/list".to_string(),
-            Endpoint::Referrers(d) => format!("/referrers/{d}"),
-        }
+        let mut s = String::new();
+        self.push_suffix(&mut s);
+        s
+    }
+
+    /// Appends `suffix()`.
+    pub fn push_suffix(&self, out: &mut String) {
+        let (keyword, tail) = match self {
+            Endpoint::Manifest(r) => ("/manifests/", r.as_str()),
+            Endpoint::Blob(d) => ("/blobs/", d.as_str()),
+            Endpoint::UploadStart => ("/blobs/uploads/", ""),
+            Endpoint::Upload(id) => ("/blobs/uploads/", id.as_str()),
+            Endpoint::TagsList => ("/tags/list", ""),
+            Endpoint::Referrers(d) => ("/referrers/", d.as_str()),
+        };
+        out.push_str(keyword);
+        out.push_str(tail);
     }
 }
 

@@ -37,7 +37,15 @@ pub fn client_ip(
 pub fn who(p: &Principal, ip: Option<IpAddr>) -> String {
     match p.user() {
         Some(u) => format!("user:{u}"),
-        None => format!("addr:{}", ip.map_or_else(|| "-".into(), |i| i.to_string())),
+        None => {
+            let mut s = String::with_capacity(24);
+            s.push_str("addr:");
+            match ip {
+                Some(ip) => crate::observe::addr::push_ip(&mut s, ip),
+                None => s.push('-'),
+            }
+            s
+        }
     }
 }
 
@@ -119,10 +127,10 @@ pub fn pace(
         .and_then(|r| r.pull_bytes_per_second)
     {
         Some(r) => (format!("{}|{who}", t.repo.key), r),
-        None => (
-            format!("*|{who}"),
-            env.rt.cfg.policy.rate_limit?.pull_bytes_per_second?,
-        ),
+        None => {
+            let r = env.rt.cfg.policy.rate_limit?.pull_bytes_per_second?;
+            (format!("*|{who}"), r)
+        }
     };
     Some(crate::pipeline::Pace {
         key,

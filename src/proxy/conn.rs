@@ -250,6 +250,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
                         gw: self.gateway.clone(),
                         key,
                         conns: conns.clone(),
+                        client: crate::observe::addr::socket(key.0).into(),
                     };
                     Box::pin(serve_h2(
                         &self.inner,

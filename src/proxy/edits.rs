@@ -9,16 +9,56 @@ use http::header::{LINK, LOCATION, WWW_AUTHENTICATE};
 use http::StatusCode;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::{Error, ErrorSource, ErrorType, Result};
+use crate::config::Backend;
+use std::borrow::Cow;
 use std::net::IpAddr;
 
-/// Backend path, Host and forwarding headers.
+/// What the backend's request head gets instead of the client's: one
+/// list for pingora's path (`upstream_request`) and the fast lane's own
+/// writer (`fast::wire::backend_request`).
+pub struct UpstreamHeaders<'a> {
+    /// Set, replacing any header of the same name the client sent.
+    pub set: Vec<(&'static str, Cow<'a, str>)>,
+    /// The client's `Authorization` is dropped: with gateway auth its
+    /// credentials are for dockgate, never the backend's (those come from
+    /// config and are in `set`).
+    pub drop_authorization: bool,
+}
+
+/// The backend's Host, the request id, dockgate's credentials toward the
+/// backend and the forwarding headers.
+pub fn upstream_headers<'a>(
+    ctx: &'a Ctx,
+    b: &'a Backend,
+    listen_port: u16,
+    client_ip: Option<IpAddr>,
+    prior_xff: Option<&str>,
+) -> UpstreamHeaders<'a> {
+    let mut set: Vec<(&'static str, Cow<'a, str>)> = Vec::with_capacity(8);
+    set.push(("Host", Cow::Borrowed(b.authority.as_str())));
+    if !ctx.request_id.is_empty() {
+        set.push((request_id::HEADER, Cow::Borrowed(ctx.request_id.as_str())));
+    }
+    if let Some((k, v)) = crate::upstream::credentials_header(b) {
+        set.push((k, Cow::Owned(v)));
+    }
+    let forwarded =
+        request::forwarded_headers(&ctx.client_host, listen_port, client_ip, prior_xff, b);
+    set.extend(forwarded.into_iter().map(|(k, v)| (k, Cow::Owned(v))));
+    UpstreamHeaders {
+        set,
+        drop_authorization: ctx.rt.auth.is_some(),
+    }
+}
+
+/// Backend path, Host and forwarding headers, on pingora's request head.
 pub fn upstream_request(
     up: &mut RequestHeader,
     ctx: &Ctx,
     listen_port: u16,
     client_ip: Option<IpAddr>,
 ) -> Result<()> {
-    let Some(b) = ctx.backend.clone() else {
+    let Some(b) = ctx.backend.as_deref() else {
         return Error::e_explain(ErrorType::InternalError, "no backend chosen");
     };
     let uri: http::Uri = ctx
@@ -26,31 +66,17 @@ pub fn upstream_request(
         .parse()
         .map_err(|e| Error::because(ErrorType::InternalError, "building upstream uri", e))?;
     up.set_uri(uri);
-    up.insert_header("Host", b.authority.as_str())?;
-    if !ctx.request_id.is_empty() {
-        up.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
-    }
-    // With gateway auth the client's credentials are for dockgate, never
-    // the backend's; backend credentials come from config.
-    if ctx.rt.auth.is_some() {
-        up.remove_header("authorization");
-    }
-    if let Some((k, v)) = crate::upstream::credentials_header(&b) {
-        up.insert_header(k, v)?;
-    }
     let prior = up
         .headers
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    for (k, v) in request::forwarded_headers(
-        &ctx.client_host,
-        listen_port,
-        client_ip,
-        prior.as_deref(),
-        &b,
-    ) {
-        up.insert_header(k, v)?;
+    let h = upstream_headers(ctx, b, listen_port, client_ip, prior.as_deref());
+    if h.drop_authorization {
+        up.remove_header("authorization");
+    }
+    for (k, v) in h.set {
+        up.insert_header(k, v.into_owned())?;
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 use super::Ctx;
 use crate::observe::access_log::Record;
+use crate::observe::addr;
 use crate::observe::audit;
 use crate::observe::operation::method_label;
 use crate::observe::Operation;
@@ -16,24 +17,28 @@ pub fn record(shared: &Shared, s: &Session, ctx: &Ctx) {
         Some(r) if !r.status.is_informational() => r.status.as_u16(),
         _ => ctx.failure_status.unwrap_or(0),
     };
+    let client = s
+        .client_addr()
+        .map(|a| a.as_inet().map_or_else(|| a.to_string(), |i| addr::socket(*i)));
     let done = Done {
         status,
         bytes_out: s.body_bytes_sent() as u64,
-        client: s.client_addr().map(|a| a.to_string()).unwrap_or_default(),
+        client: client.as_deref().unwrap_or(""),
     };
     record_done(shared, s.req_header(), &done, ctx);
 }
 
 /// How a request ended, as the log and metrics count it.
-pub struct Done {
+pub struct Done<'a> {
     pub status: u16,
     /// Body bytes sent to the client.
     pub bytes_out: u64,
-    pub client: String,
+    /// The client's address and port (`observe::addr::socket`).
+    pub client: &'a str,
 }
 
 /// Metrics and the access log line for a request, from its head and end.
-pub fn record_done(shared: &Shared, req: &http::request::Parts, done: &Done, ctx: &Ctx) {
+pub fn record_done(shared: &Shared, req: &http::request::Parts, done: &Done<'_>, ctx: &Ctx) {
     let m = &shared.metrics;
     let status = done.status;
     let op = ctx.notes.operation.unwrap_or(Operation::Other);
@@ -101,7 +106,7 @@ pub fn record_done(shared: &Shared, req: &http::request::Parts, done: &Done, ctx
                 .format(&Rfc3339)
                 .unwrap_or_default(),
             request_id: &ctx.request_id,
-            client: done.client.clone(),
+            client: done.client,
             user: ctx.notes.user.as_deref().unwrap_or(""),
             attempted_user: attempted.as_deref().unwrap_or(""),
             workload: ctx.notes.workload.as_deref().unwrap_or(""),

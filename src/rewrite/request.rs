@@ -3,6 +3,7 @@
 
 use super::query;
 use crate::config::{Backend, BackendKind};
+use crate::observe::addr;
 use crate::oci::Endpoint;
 use std::net::IpAddr;
 
@@ -121,10 +122,12 @@ pub fn forwarded_headers(
         ("X-Forwarded-Port", listen_port.to_string()),
     ];
     if let Some(ip) = client_ip {
-        let xff = match prior_xff {
-            Some(p) if !p.trim().is_empty() => format!("{p}, {ip}"),
-            _ => ip.to_string(),
-        };
+        let mut xff = String::with_capacity(48);
+        if let Some(p) = prior_xff.filter(|p| !p.trim().is_empty()) {
+            xff.push_str(p);
+            xff.push_str(", ");
+        }
+        addr::push_ip(&mut xff, ip);
         h.push(("X-Forwarded-For", xff));
     }
     if backend.kind == BackendKind::Artifactory {

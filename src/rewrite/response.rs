@@ -32,7 +32,7 @@ impl View {
             client_origin: format!("https://{client_host}"),
             backend_authorities: vec![b.authority.clone(), client_host.to_string()],
             backend_name: b.name.clone(),
-            v2_prefix: b.v2_prefix_for(&repo.key),
+            v2_prefix: b.v2_prefix_for(&repo.key).into_owned(),
             name_prefix: repo.name_prefix.clone(),
             client_prefix: match method {
                 ListenMethod::Path => format!("{}/", repo.key),

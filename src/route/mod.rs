@@ -78,16 +78,17 @@ pub fn route(
                     repo.key
                 )));
             }
-            let backend_name = repo.backend_name(image);
-            if backend_name.len() > oci::names::MAX_NAME_LEN {
+            if repo.name_prefix.len() + image.len() > oci::names::MAX_NAME_LEN {
                 return Err(RegistryError::name_invalid("repository name too long"));
             }
-            let backend_path = format!(
-                "{}/{}{}",
-                repo.backend.v2_prefix_for(&repo.key),
-                backend_name,
-                endpoint.suffix()
-            );
+            // Pushed piece by piece: every request is routed.
+            let root = repo.backend.v2_prefix_for(&repo.key);
+            let mut backend_path = String::with_capacity(root.len() + 1 + name.len() + 96);
+            backend_path.push_str(&root);
+            backend_path.push('/');
+            backend_path.push_str(&repo.name_prefix);
+            backend_path.push_str(image);
+            endpoint.push_suffix(&mut backend_path);
             Ok(Some(Routed::Repo(RepoTarget {
                 image: image.to_string(),
                 repo,
@@ -207,11 +208,11 @@ pub fn backend_name_of(
 /// same backend holds the same backend name and is at least as narrow, so
 /// an overlap never grants what the narrower repository denies.
 pub fn auth_target(cfg: &Config, repo: Arc<Repository>, image: &str) -> Target {
-    let backend_name = repo.backend_name(image);
-    let root = repo.backend.v2_prefix_for(&repo.key);
-    let also = if image.is_empty() {
+    let also = if image.is_empty() || cfg.repositories.len() == 1 {
         Vec::new()
     } else {
+        let backend_name = repo.backend_name(image);
+        let root = repo.backend.v2_prefix_for(&repo.key);
         cfg.repositories
             .values()
             .filter(|o| {

@@ -22,7 +22,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::request::Parts;
 use http::Method;
 use pingora::apps::H2Streams;
-use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::http::ResponseHeader;
 use pingora::protocols::http::date;
 use pingora::protocols::http::v2::server::HttpSession as H2Session;
 use pingora::protocols::Stream;
@@ -62,6 +62,8 @@ pub async fn serve(
 ) -> Lane {
     // Empty (unallocated) while the connection waits between requests.
     let mut buf = BytesMut::new();
+    // For the log: printed once per connection.
+    let client = crate::observe::addr::socket(key.0);
     let mut stop = shutdown.clone();
     // The next head's deadline. The first head's is the guard's
     // (`conn::Guarded`); after that the lane keeps its own, so a request
@@ -105,7 +107,7 @@ pub async fn serve(
             close: *shutdown.borrow(),
         };
         // Boxed: a waiting connection holds only this loop's small state.
-        let keep = Box::pin(answer(gw, &mut down, parts, target, ctx, key.0)).await;
+        let keep = Box::pin(answer(gw, &mut down, parts, target, ctx, key.0, &client)).await;
         if !keep {
             return Lane::Closed;
         }
@@ -216,6 +218,8 @@ pub struct H2Lane {
     pub gw: Arc<Gateway>,
     pub key: ConnKey,
     pub conns: Arc<Connections>,
+    /// The client's address for the log, printed once per connection.
+    pub client: Arc<str>,
 }
 
 impl H2Streams for H2Lane {
@@ -230,13 +234,13 @@ impl H2Streams for H2Lane {
         };
         // As `transport::on_request`: an h2 connection with a stream has no head deadline.
         self.conns.settled(self.key);
-        let (gw, client) = (self.gw.clone(), self.key.0);
+        let (gw, client, text) = (self.gw.clone(), self.key.0, self.client.clone());
         Ok(Box::pin(async move {
             let mut s = s;
             s.set_write_timeout(Some(ctx.rt.cfg.server.limits.send_timeout));
             let parts = s.req_header().as_owned_parts();
             let mut down = Down::H2(&mut s);
-            answer(&gw, &mut down, parts, target, ctx, client).await;
+            answer(&gw, &mut down, parts, target, ctx, client, &text).await;
         }))
     }
 }
@@ -293,6 +297,7 @@ async fn answer(
     target: RepoTarget,
     mut ctx: Ctx,
     client: SocketAddr,
+    client_text: &str,
 ) -> bool {
     ctx.request_id = request_id::next();
     if let Ok(v) = http::HeaderValue::from_str(&ctx.request_id) {
@@ -319,7 +324,7 @@ async fn answer(
     let done = Done {
         status,
         bytes_out: sent,
-        client: client.to_string(),
+        client: client_text,
     };
     log::record_done(&gw.shared, &parts, &done, &ctx);
     keep && !matches!(down, Down::H1 { close: true, .. })
@@ -346,13 +351,13 @@ async fn forward(
             parts.headers.insert(*k, v);
         }
     }
-    let request = match upstream_head(parts, ctx, gw.addr.port(), client) {
-        Ok(r) => r,
-        Err(e) => return fail(down, parts, &e, ctx).await,
-    };
     let Some(b) = ctx.backend.clone() else {
         let e = Error::explain(pingora::ErrorType::InternalError, "no backend chosen");
         return fail(down, parts, &e, ctx).await;
+    };
+    let request = match upstream_head(parts, ctx, &b, gw.addr.port(), client) {
+        Ok(r) => r,
+        Err(e) => return fail(down, parts, &e, ctx).await,
     };
     if down.gone() {
         let e = Error::explain(
@@ -399,26 +404,17 @@ async fn forward(
 fn upstream_head(
     parts: &Parts,
     ctx: &Ctx,
+    b: &crate::config::Backend,
     port: u16,
     client: SocketAddr,
 ) -> pingora::Result<Vec<u8>> {
-    // No case map: backends read header names case-blind.
-    let (mut p, ()) = http::Request::new(()).into_parts();
-    p.method = parts.method.clone();
-    p.uri = parts.uri.clone();
-    p.headers = parts.headers.clone();
-    for h in crate::upstream::HOP_BY_HOP {
-        p.headers.remove(h);
-    }
-    let mut up = RequestHeader::from(p);
-    edits::upstream_request(&mut up, ctx, port, Some(client.ip()))?;
-    let target = up.uri.path_and_query().map_or("/", |p| p.as_str());
-    let line = format!("{} {target} HTTP/1.1", up.method);
-    Ok(wire::head_bytes(
-        line.as_bytes(),
-        |o| up.header_to_h1_wire(o),
-        0,
-    ))
+    let prior = parts
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    let h = edits::upstream_headers(ctx, b, port, Some(client.ip()), prior);
+    wire::backend_request(&parts.method, &ctx.upstream_uri, &parts.headers, &h)
+        .map_err(|e| Error::because(pingora::ErrorType::InternalError, "the backend head", e))
 }
 
 /// A proxying failure, answered as `fail_to_proxy` does; an HTTP/1.1

@@ -4,6 +4,7 @@
 
 use bytes::{Buf, BytesMut};
 use http::{Method, Version};
+use crate::proxy::edits::UpstreamHeaders;
 use pingora::http::ResponseHeader;
 use thiserror::Error;
 
@@ -107,6 +108,8 @@ pub enum WireError {
     BadLength,
     #[error("the backend's chunked body is malformed")]
     BadChunk,
+    #[error("the request for the backend would not be a valid head")]
+    BadRequest,
 }
 
 /// Where a backend answer's body ends.
@@ -269,6 +272,50 @@ impl Dechunk {
             }
         }
     }
+}
+
+/// The backend's request head, written straight from the client's: the
+/// request line, the headers in `h.set`, then the client's other headers
+/// minus hop-by-hop ones. The same edits `edits::upstream_request` makes
+/// on pingora's path, without building a second header map.
+pub fn backend_request(
+    method: &Method,
+    target: &str,
+    client: &http::HeaderMap,
+    h: &UpstreamHeaders<'_>,
+) -> Result<Vec<u8>, WireError> {
+    // The target and the set values come from dockgate (a routed path,
+    // the Host the client sent): still checked, as parsing them did.
+    let visible = |s: &str| s.bytes().all(|c| c.is_ascii_graphic());
+    let value_ok = |s: &str| s.bytes().all(|c| c == b'\t' || (c >= 0x20 && c != 0x7f));
+    if !target.starts_with('/') || !visible(target) || !h.set.iter().all(|(_, v)| value_ok(v)) {
+        return Err(WireError::BadRequest);
+    }
+    let mut out = Vec::with_capacity(1024);
+    for part in [method.as_str(), " ", target, " HTTP/1.1\r\n"] {
+        out.extend_from_slice(part.as_bytes());
+    }
+    for (k, v) in &h.set {
+        line(&mut out, k.as_bytes(), v.as_bytes());
+    }
+    for (k, v) in client {
+        let n = k.as_str();
+        let replaced = h.set.iter().any(|(s, _)| s.eq_ignore_ascii_case(n));
+        let hop = crate::upstream::HOP_BY_HOP.contains(&n);
+        if replaced || hop || (h.drop_authorization && k == http::header::AUTHORIZATION) {
+            continue;
+        }
+        line(&mut out, n.as_bytes(), v.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok(out)
+}
+
+fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// A head on the wire: the status or request line, then `headers`.
