@@ -8,7 +8,7 @@ use super::credentials;
 use super::{Env, Request};
 use crate::pipeline::{Forward, Local, Step};
 use crate::policy::auth::Principal;
-use crate::rewrite::response::View;
+use crate::rewrite::response::ViewOf;
 use crate::route;
 use http::StatusCode;
 
@@ -43,6 +43,6 @@ fn to_backend(env: &Env<'_>, req: &Request<'_>) -> Option<Forward> {
     };
     let b = repo.backend.clone();
     let mut f = Forward::new(b.clone(), format!("{}/", b.v2_prefix_for(&repo.key)));
-    f.view = Some(View::new(&req.client_host, &repo, &req.listen));
+    f.view = Some(ViewOf::new(&req.client_host, &repo, &req.listen));
     Some(f)
 }

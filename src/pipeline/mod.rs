@@ -22,7 +22,7 @@ use crate::observe::Operation;
 use crate::oci::{Endpoint, RegistryError};
 use crate::policy::auth::Principal;
 use crate::policy::{self, Facts, Policies, Refusal, Stage, Verdict};
-use crate::rewrite::{request, response::View};
+use crate::rewrite::{request, response::ViewOf};
 use crate::route::{self, RepoTarget, Routed};
 
 /// Whether the proxy should read a small body before [`run`]: an own
@@ -172,7 +172,7 @@ fn forward(env: &Env<'_>, req: &Request<'_>, t: RepoTarget) -> Forward {
     let manifest_put =
         matches!(t.endpoint, Some(Endpoint::Manifest(_))) && req.head.method == http::Method::PUT;
     let mut f = Forward::new(t.repo.backend.clone(), uri);
-    f.view = Some(View::new(&req.client_host, &t.repo, &req.listen));
+    f.view = Some(ViewOf::new(&req.client_host, &t.repo, &req.listen));
     f.target = Some(t);
     if manifest_put {
         f.body = Body::Manifest;

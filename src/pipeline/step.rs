@@ -2,7 +2,7 @@
 
 use crate::config::Backend;
 use crate::oci::RegistryError;
-use crate::rewrite::response::View;
+use crate::rewrite::response::ViewOf;
 use crate::route::RepoTarget;
 use bytes::Bytes;
 use http::StatusCode;
@@ -28,7 +28,7 @@ pub struct Forward {
     /// Backend path and query.
     pub upstream_uri: String,
     /// How backend URLs and names map back to the client's.
-    pub view: Option<View>,
+    pub view: Option<ViewOf>,
     pub target: Option<RepoTarget>,
     pub body: Body,
     /// Request headers replaced before forwarding.

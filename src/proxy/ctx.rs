@@ -4,7 +4,7 @@ use crate::config::Backend;
 use crate::endpoint::Notes;
 use crate::observe::metrics::UNKNOWN_REPO;
 use crate::pipeline::{Forward, Pace};
-use crate::rewrite::response::View;
+use crate::rewrite::response::ViewOf;
 use crate::route::RepoTarget;
 use crate::state::{InFlight, Shared, Snapshot};
 use bytes::Bytes;
@@ -21,7 +21,7 @@ pub struct Ctx {
     /// Backend path and query.
     pub upstream_uri: String,
     /// How backend URLs/names map back to the client's.
-    pub view: Option<View>,
+    pub view: Option<ViewOf>,
     /// A backend answer replaced by this body (a refused schema1 pull).
     pub replace_body: Option<Bytes>,
     pub backend_status: Option<u16>,

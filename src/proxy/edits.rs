@@ -86,8 +86,13 @@ pub fn downstream_response(resp: &mut ResponseHeader, ctx: &Ctx) -> Result<()> {
     if !ctx.request_id.is_empty() {
         resp.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
     }
-    let Some(view) = &ctx.view else { return Ok(()) };
-    for name in [LOCATION, LINK, WWW_AUTHENTICATE] {
+    let Some(of) = &ctx.view else { return Ok(()) };
+    let names = [LOCATION, LINK, WWW_AUTHENTICATE];
+    if !names.iter().any(|n| resp.headers.contains_key(n)) {
+        return Ok(());
+    }
+    let view = of.view();
+    for name in names {
         let values: Vec<String> = resp
             .headers
             .get_all(&name)

@@ -263,12 +263,13 @@ impl Gateway {
 
     /// Remembers the realm paths a backend's 401 advertised.
     fn learn_realms(&self, resp: &ResponseHeader, ctx: &Ctx) {
-        let (Some(view), Some(b)) = (&ctx.view, &ctx.backend) else {
+        let (Some(of), Some(b)) = (&ctx.view, &ctx.backend) else {
             return;
         };
         if resp.status != StatusCode::UNAUTHORIZED {
             return;
         }
+        let view = of.view();
         for v in resp.headers.get_all(WWW_AUTHENTICATE) {
             if let Some(p) = v.to_str().ok().and_then(|v| view.backend_realm(v)) {
                 self.shared.realms.learn(&b.name, p);

@@ -16,13 +16,15 @@ use pingora::Result;
 const HOLD_LIMIT: usize = 4 << 20;
 
 pub fn hold(s: &Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
-    let renames = ctx.view.as_ref().is_some_and(|v| v.renames_images());
     let tags = ctx
         .target
         .as_ref()
         .is_some_and(|t| t.endpoint == Some(Endpoint::TagsList));
     let get_ok = resp.status == StatusCode::OK && s.req_header().method == Method::GET;
-    if !(renames && tags && get_ok) || ctx.replace_body.is_some() {
+    if !(tags && get_ok) || ctx.replace_body.is_some() {
+        return Ok(());
+    }
+    if !ctx.view.as_ref().is_some_and(|v| v.view().renames_images()) {
         return Ok(());
     }
     resp.remove_header("content-length");
@@ -46,6 +48,6 @@ pub fn rename(body: &mut Option<Bytes>, eos: bool, ctx: &mut Ctx) {
         return;
     }
     let held = ctx.tags_body.take().unwrap_or_default().freeze();
-    let renamed = ctx.view.as_ref().and_then(|v| v.tags_list(&held));
+    let renamed = ctx.view.as_ref().and_then(|v| v.view().tags_list(&held));
     *body = Some(renamed.map_or(held, Bytes::from));
 }

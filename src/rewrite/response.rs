@@ -5,6 +5,7 @@
 use super::request::map_scope;
 use super::REALM_PREFIX;
 use crate::config::{ListenMethod, Repository};
+use std::sync::Arc;
 
 /// How one backend repository appears to the client.
 #[derive(Debug, Clone)]
@@ -21,6 +22,30 @@ pub struct View {
     pub name_prefix: String,
     /// What the client puts before the image: `<key>/` or empty.
     pub client_prefix: String,
+}
+
+/// What a `View` is built from, kept per request. The `View` itself (six
+/// strings) is built only for an answer with something to rewrite, which
+/// most (a manifest's 200) do not have.
+#[derive(Debug, Clone)]
+pub struct ViewOf {
+    client_host: String,
+    repo: Arc<Repository>,
+    method: ListenMethod,
+}
+
+impl ViewOf {
+    pub fn new(client_host: &str, repo: &Arc<Repository>, method: &ListenMethod) -> Self {
+        Self {
+            client_host: client_host.to_string(),
+            repo: repo.clone(),
+            method: method.clone(),
+        }
+    }
+
+    pub fn view(&self) -> View {
+        View::new(&self.client_host, &self.repo, &self.method)
+    }
 }
 
 impl View {

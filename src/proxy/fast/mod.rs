@@ -447,31 +447,16 @@ async fn local(down: &mut Down<'_>, parts: &Parts, l: &Local, limits: &ClientLim
     (status, len, ok)
 }
 
-/// Head and body in one write, within the send deadline; `Date` and
-/// `Connection` as pingora's HTTP/1.1 server writes them.
+/// Head and body in one write, within the send deadline.
 async fn write_h1(
     stream: &mut Stream,
-    mut head: ResponseHeader,
+    head: ResponseHeader,
     body: &[u8],
     close: bool,
     limits: &ClientLimits,
 ) -> bool {
-    let connection = if close { "close" } else { "keep-alive" };
-    let dated = head.insert_header(http::header::DATE, date::get_cached_date());
-    if dated
-        .and_then(|()| head.insert_header(http::header::CONNECTION, connection))
-        .is_err()
-    {
-        return false;
-    }
-    let s = head.status;
-    let line = format!(
-        "HTTP/1.1 {} {}",
-        s.as_str(),
-        s.canonical_reason().unwrap_or("")
-    );
-    let mut out = wire::head_bytes(line.as_bytes(), |o| head.header_to_h1_wire(o), body.len());
-    out.extend_from_slice(body);
+    let out = wire::answer_bytes(&head, date::get_cached_date().as_bytes(), close, body);
+    drop(head);
     let send = async {
         stream.write_all(&out).await?;
         stream.flush().await

@@ -318,13 +318,31 @@ fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// A head on the wire: the status or request line, then `headers`.
-pub fn head_bytes(first_line: &[u8], headers: impl FnOnce(&mut Vec<u8>), body: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(512 + body);
-    out.extend_from_slice(first_line);
+/// An answer to the client on the wire: the status line, the head's
+/// headers, `Date` and `Connection` as pingora's HTTP/1.1 server writes
+/// them (a `Date` in the head is replaced), then the body.
+pub fn answer_bytes(head: &ResponseHeader, date: &[u8], close: bool, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512 + body.len());
+    let s = head.status;
+    for part in [
+        "HTTP/1.1 ",
+        s.as_str(),
+        " ",
+        s.canonical_reason().unwrap_or(""),
+        "\r\n",
+    ] {
+        out.extend_from_slice(part.as_bytes());
+    }
+    for (k, v) in &head.headers {
+        if k != http::header::DATE && k != http::header::CONNECTION {
+            line(&mut out, k.as_str().as_bytes(), v.as_bytes());
+        }
+    }
+    line(&mut out, b"date", date);
+    let connection: &[u8] = if close { b"close" } else { b"keep-alive" };
+    line(&mut out, b"connection", connection);
     out.extend_from_slice(b"\r\n");
-    headers(&mut out);
-    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
     out
 }
 
@@ -395,6 +413,27 @@ mod tests {
         match answer(raw.as_bytes(), head)? {
             Answer::Final { len, head, framing } => Ok((len, head.status.as_u16(), framing)),
             other => panic!("not final: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn answers_on_the_wire() {
+        let mut head = ResponseHeader::build(404, None).unwrap();
+        head.insert_header("Content-Type", "application/json").unwrap();
+        head.insert_header("Date", "from the backend").unwrap();
+        head.insert_header("Content-Length", "2").unwrap();
+        let cases = [
+            (false, "keep-alive"),
+            (true, "close"),
+        ];
+        for (close, connection) in cases {
+            let out = answer_bytes(&head, b"Tue, 01 Dec 2026 15:00:00 GMT", close, b"{}");
+            let want = format!(
+                "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\n\
+                 content-length: 2\r\ndate: Tue, 01 Dec 2026 15:00:00 GMT\r\n\
+                 connection: {connection}\r\n\r\n{{}}"
+            );
+            assert_eq!(String::from_utf8(out).unwrap(), want);
         }
     }
 
