@@ -250,7 +250,10 @@ mod tests {
             let mut ours = Vec::new();
             json(r, &mut ours);
             let theirs = serde_json::to_vec(r).unwrap();
-            assert_eq!(String::from_utf8(ours).unwrap(), String::from_utf8(theirs).unwrap());
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                String::from_utf8(theirs).unwrap()
+            );
         }
     }
 

@@ -22,11 +22,35 @@ pub fn next() -> String {
         b.iter().map(|x| format!("{x:02x}")).collect()
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix}-{n:08x}")
+    // As `format!("{prefix}-{n:08x}")`, without the formatter (every request).
+    let hex = |d: u64| char::from(b"0123456789abcdef"[(d & 0xf) as usize]);
+    let digits = (64 - n.leading_zeros()).div_ceil(4).max(8);
+    let mut id = String::with_capacity(prefix.len() + 1 + 16);
+    id.push_str(prefix);
+    id.push('-');
+    for i in (0..digits).rev() {
+        id.push(hex(n >> (4 * i)));
+    }
+    id
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn counter_printed_as_hex_of_at_least_eight_digits() {
+        let a = super::next();
+        let b = super::next();
+        let (pa, na) = a.split_once('-').unwrap();
+        let (pb, nb) = b.split_once('-').unwrap();
+        assert_eq!(pa, pb);
+        assert!(na.len() >= 8 && nb.len() >= 8, "{a} {b}");
+        let (na, nb) = (
+            u64::from_str_radix(na, 16).unwrap(),
+            u64::from_str_radix(nb, 16).unwrap(),
+        );
+        assert!(nb > na, "{a} {b}");
+    }
+
     #[test]
     fn ids_are_unique_and_header_safe() {
         let ids: Vec<String> = (0..1000).map(|_| super::next()).collect();

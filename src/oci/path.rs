@@ -78,43 +78,44 @@ pub fn parse(path: &str) -> Result<Option<ApiPath<'_>>, RegistryError> {
             "invalid path /v2/{rest}: encoded characters and dot segments are not allowed"
         )));
     }
-    let segs: Vec<&str> = rest.split('/').collect();
-    let n = segs.len();
-    let at = |i: usize| segs.get(i).copied().unwrap_or("");
-    // Byte offset of the name end: the name is the first `k` segments.
-    let name_of = |k: usize| {
-        let len: usize = segs[..k].iter().map(|s| s.len()).sum::<usize>() + k.saturating_sub(1);
-        &rest[..len]
+    // The last three segments and what is before them, from the right:
+    // no list of segments is built (every request is parsed).
+    let mut right = rest.rsplitn(4, '/');
+    let last = right.next().unwrap_or("");
+    let (second, third) = (right.next(), right.next());
+    // The name is everything before the last `n` segments.
+    let name_before = |n: usize| {
+        let tail: usize = [Some(last), second, third][..n]
+            .iter()
+            .map(|s| s.map_or(0, |s| s.len() + 1))
+            .sum();
+        &rest[..rest.len().saturating_sub(tail)]
     };
-    let found = if n >= 3 && at(n - 2) == "tags" && at(n - 1) == "list" {
-        Some((n - 2, Endpoint::TagsList))
-    } else if n >= 4 && at(n - 3) == "blobs" && at(n - 2) == "uploads" {
-        if at(n - 1).is_empty() {
-            Some((n - 3, Endpoint::UploadStart))
-        } else {
-            Some((n - 3, Endpoint::Upload(at(n - 1).to_string())))
+    let found = match (third.is_some(), second.unwrap_or(""), last) {
+        (true, "tags", "list") => Some((2, Endpoint::TagsList)),
+        (true, "uploads", id) if right.next().is_some() && third == Some("blobs") => {
+            if id.is_empty() {
+                Some((3, Endpoint::UploadStart))
+            } else {
+                Some((3, Endpoint::Upload(id.to_string())))
+            }
         }
-    } else if n >= 3 && at(n - 2) == "blobs" && at(n - 1) == "uploads" {
         // `.../blobs/uploads` without the trailing slash: treat as start.
-        Some((n - 2, Endpoint::UploadStart))
-    } else if n >= 3 && at(n - 2) == "blobs" {
-        Some((n - 2, Endpoint::Blob(at(n - 1).to_string())))
-    } else if n >= 3 && at(n - 2) == "manifests" {
-        Some((n - 2, Endpoint::Manifest(at(n - 1).to_string())))
-    } else if n >= 3 && at(n - 2) == "referrers" {
-        Some((n - 2, Endpoint::Referrers(at(n - 1).to_string())))
-    } else {
-        None
+        (true, "blobs", "uploads") => Some((2, Endpoint::UploadStart)),
+        (true, "blobs", d) => Some((2, Endpoint::Blob(d.to_string()))),
+        (true, "manifests", r) => Some((2, Endpoint::Manifest(r.to_string()))),
+        (true, "referrers", d) => Some((2, Endpoint::Referrers(d.to_string()))),
+        _ => None,
     };
     let Some((k, endpoint)) = found else {
-        if segs.iter().any(|s| s.is_empty()) && !rest.ends_with('/') {
+        if rest.split('/').any(str::is_empty) && !rest.ends_with('/') {
             return Err(RegistryError::name_invalid(format!(
                 "invalid path /v2/{rest}"
             )));
         }
         return Ok(Some(ApiPath::Other { rest }));
     };
-    let name = name_of(k);
+    let name = name_before(k);
     if !is_valid_name(name) {
         return Err(RegistryError::name_invalid(format!(
             "invalid repository name {name:?}"
@@ -235,6 +236,34 @@ mod tests {
                     rest: "k/img/_ext/thing",
                 },
             ),
+            // Keywords without a name before them are no endpoint.
+            (
+                "/v2/blobs/uploads/x",
+                ApiPath::Other {
+                    rest: "blobs/uploads/x",
+                },
+            ),
+            ("/v2/tags/list", ApiPath::Other { rest: "tags/list" }),
+            (
+                "/v2/k/uploads/x",
+                ApiPath::Other {
+                    rest: "k/uploads/x",
+                },
+            ),
+            (
+                "/v2/k/blobs/uploads/",
+                ApiPath::Repo {
+                    name: "k",
+                    endpoint: Endpoint::UploadStart,
+                },
+            ),
+            (
+                "/v2/k/tags/list",
+                ApiPath::Repo {
+                    name: "k",
+                    endpoint: Endpoint::TagsList,
+                },
+            ),
         ];
         for (p, want) in cases {
             assert_eq!(parse(p).unwrap(), Some(want), "{p}");
@@ -256,6 +285,10 @@ mod tests {
             ("/v2/k/img/blobs/latest", ErrorCode::DigestInvalid),
             ("/v2/k/img/referrers/nope", ErrorCode::DigestInvalid),
             ("/v2/./k/manifests/a", ErrorCode::NameInvalid),
+            ("/v2//tags/list", ErrorCode::NameInvalid),
+            ("/v2//blobs/uploads/", ErrorCode::NameInvalid),
+            ("/v2/k/img/manifests/", ErrorCode::TagInvalid),
+            ("/v2/k/img//x", ErrorCode::NameInvalid),
         ];
         for (p, code) in cases {
             let e = parse(p).unwrap_err();

@@ -2,6 +2,7 @@
 //! (manifest PUTs): what goes to the backend, and what comes back.
 
 use super::Ctx;
+use crate::config::Backend;
 use crate::observe::request_id;
 use crate::oci::{ErrorCode, RegistryError};
 use crate::rewrite::request;
@@ -9,7 +10,6 @@ use http::header::{LINK, LOCATION, WWW_AUTHENTICATE};
 use http::StatusCode;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::{Error, ErrorSource, ErrorType, Result};
-use crate::config::Backend;
 use std::borrow::Cow;
 use std::net::IpAddr;
 

@@ -17,9 +17,10 @@ pub fn record(shared: &Shared, s: &Session, ctx: &Ctx) {
         Some(r) if !r.status.is_informational() => r.status.as_u16(),
         _ => ctx.failure_status.unwrap_or(0),
     };
-    let client = s
-        .client_addr()
-        .map(|a| a.as_inet().map_or_else(|| a.to_string(), |i| addr::socket(*i)));
+    let client = s.client_addr().map(|a| {
+        a.as_inet()
+            .map_or_else(|| a.to_string(), |i| addr::socket(*i))
+    });
     let done = Done {
         status,
         bytes_out: s.body_bytes_sent() as u64,

@@ -134,7 +134,7 @@ async fn exchange_on(
         Ok(Ok(())) => {}
     }
     let mut buf = BytesMut::with_capacity(4096);
-    let (len, mut head_out, framing) = loop {
+    let (len, head_out, framing) = loop {
         let n = match read(&mut s, &mut buf, b).await {
             Ok(n) => n,
             Err(e) if buf.is_empty() && e.etype() == &ErrorType::ReadError => {
@@ -196,10 +196,9 @@ async fn exchange_on(
             buf.freeze()
         }
     };
-    // The client gets the held body's length (a HEAD's, a 304's stays).
-    if framing != Framing::Empty {
-        head_out.remove_header("content-length");
-    }
+    // A Content-Length left in the head is the held body's (a HEAD's and a
+    // 304's stay as they are); chunked and close-delimited answers have
+    // none (`wire::answer`), and the caller sets it.
     let reply = Reply {
         framed: framing != Framing::Empty,
         head: head_out,

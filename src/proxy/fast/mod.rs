@@ -377,7 +377,8 @@ async fn forward(
         return fail(down, parts, &e, ctx).await;
     }
     let body = ctx.replace_body.clone().unwrap_or(reply.body);
-    if reply.framed && ctx.replace_body.is_none() {
+    let unsized_body = !head.headers.contains_key(http::header::CONTENT_LENGTH);
+    if reply.framed && ctx.replace_body.is_none() && unsized_body {
         if let Err(e) = head.insert_header("Content-Length", body.len().to_string()) {
             return fail(down, parts, &e, ctx).await;
         }

@@ -2,9 +2,9 @@
 //! backend answer is framed, and a chunked body's data. Pure: bytes in,
 //! values out; anything unusual is left to pingora (`Head::Pass`).
 
+use crate::proxy::edits::UpstreamHeaders;
 use bytes::{Buf, BytesMut};
 use http::{Method, Version};
-use crate::proxy::edits::UpstreamHeaders;
 use pingora::http::ResponseHeader;
 use thiserror::Error;
 
@@ -161,10 +161,12 @@ pub fn answer(buf: &[u8], head_request: bool) -> Result<Answer, WireError> {
                 .ok()
                 .and_then(|v| v.trim().parse::<usize>().ok())
                 .ok_or(WireError::BadLength)?;
-            if length.is_some_and(|l| l != v) {
-                return Err(WireError::BadLength);
+            match length {
+                Some(l) if l != v => return Err(WireError::BadLength),
+                // A repeated equal value: forwarded once.
+                Some(_) => continue,
+                None => length = Some(v),
             }
-            length = Some(v);
         } else if n.eq_ignore_ascii_case("transfer-encoding") {
             coded = true;
             // The last coding decides; only chunked ends in-band.
@@ -419,13 +421,11 @@ mod tests {
     #[test]
     fn answers_on_the_wire() {
         let mut head = ResponseHeader::build(404, None).unwrap();
-        head.insert_header("Content-Type", "application/json").unwrap();
+        head.insert_header("Content-Type", "application/json")
+            .unwrap();
         head.insert_header("Date", "from the backend").unwrap();
         head.insert_header("Content-Length", "2").unwrap();
-        let cases = [
-            (false, "keep-alive"),
-            (true, "close"),
-        ];
+        let cases = [(false, "keep-alive"), (true, "close")];
         for (close, connection) in cases {
             let out = answer_bytes(&head, b"Tue, 01 Dec 2026 15:00:00 GMT", close, b"{}");
             let want = format!(
@@ -524,6 +524,12 @@ mod tests {
         };
         let names: Vec<_> = head.headers.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["docker-content-digest"]);
+        let raw = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nContent-Length: 4\r\n\r\n";
+        let Ok(Answer::Final { head, .. }) = answer(raw.as_bytes(), false) else {
+            panic!("final")
+        };
+        let lengths: Vec<_> = head.headers.get_all("content-length").iter().collect();
+        assert_eq!(lengths, ["4"], "a repeated length goes on once");
     }
 
     #[test]
