@@ -168,7 +168,13 @@ pub fn split_key<'a>(
 /// Client-facing name of an image in `repo`, as seen through `method`.
 pub fn client_name(method: &ListenMethod, repo: &Repository, image: &str) -> String {
     match method {
-        ListenMethod::Path => format!("{}/{}", repo.key, image),
+        ListenMethod::Path => {
+            let mut n = String::with_capacity(repo.key.len() + 1 + image.len());
+            n.push_str(&repo.key);
+            n.push('/');
+            n.push_str(image);
+            n
+        }
         _ => image.to_string(),
     }
 }
