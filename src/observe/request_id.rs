@@ -8,6 +8,16 @@ use std::sync::OnceLock;
 
 pub const HEADER: &str = "x-request-id";
 
+/// The id as a header value, marked never-indexed: it is unique per answer,
+/// so over h2 HPACK would add it to the connection's table and evict the
+/// entries that do repeat (~3.8k instructions an answer, callgrind). Made
+/// once for the request head; dockgate's own answers copy it, mark and all.
+pub fn value(id: &str) -> Option<http::HeaderValue> {
+    let mut v = http::HeaderValue::from_str(id).ok()?;
+    v.set_sensitive(true);
+    Some(v)
+}
+
 /// `<12 hex random per process>-<counter>`: unique across restarts without
 /// a random draw per request.
 pub fn next() -> String {

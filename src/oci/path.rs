@@ -19,14 +19,7 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    /// The path after the name, as the backend expects it.
-    pub fn suffix(&self) -> String {
-        let mut s = String::new();
-        self.push_suffix(&mut s);
-        s
-    }
-
-    /// Appends `suffix()`.
+    /// Appends the path after the name, as the backend expects it.
     pub fn push_suffix(&self, out: &mut String) {
         let (keyword, tail) = match self {
             Endpoint::Manifest(r) => ("/manifests/", r.as_str()),

@@ -132,8 +132,9 @@ impl ProxyHttp for Gateway {
         // In the request head, so proxied requests carry it to the backend
         // and dockgate's own answers (respond.rs) echo it.
         ctx.request_id = request_id::next();
-        s.req_header_mut()
-            .insert_header(request_id::HEADER, ctx.request_id.as_str())?;
+        if let Some(v) = request_id::value(&ctx.request_id) {
+            s.req_header_mut().insert_header(request_id::HEADER, v)?;
+        }
         ctx.client_host = self.client_host(s.req_header());
         match self.step(s, ctx).await? {
             Some(step) => self.apply(s, ctx, step).await,

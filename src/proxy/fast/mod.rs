@@ -260,7 +260,7 @@ impl Down<'_> {
     /// Head and body within the send deadline; false: the client is gone.
     async fn send(&mut self, head: ResponseHeader, body: Bytes, limits: &ClientLimits) -> bool {
         match self {
-            Down::H1 { stream, close } => write_h1(stream, head, &body, *close, limits).await,
+            Down::H1 { stream, close } => write_h1(stream, &head, &body, *close, limits).await,
             // The session's write timeout is the send deadline; it adds `Date`.
             Down::H2(s) => {
                 let end = body.is_empty();
@@ -300,7 +300,7 @@ async fn answer(
     client_text: &str,
 ) -> bool {
     ctx.request_id = request_id::next();
-    if let Ok(v) = http::HeaderValue::from_str(&ctx.request_id) {
+    if let Some(v) = request_id::value(&ctx.request_id) {
         parts.headers.insert(request_id::HEADER, v);
     }
     ctx.client_host = gw.client_host(&parts);
@@ -451,13 +451,12 @@ async fn local(down: &mut Down<'_>, parts: &Parts, l: &Local, limits: &ClientLim
 /// Head and body in one write, within the send deadline.
 async fn write_h1(
     stream: &mut Stream,
-    head: ResponseHeader,
+    head: &ResponseHeader,
     body: &[u8],
     close: bool,
     limits: &ClientLimits,
 ) -> bool {
-    let out = wire::answer_bytes(&head, date::get_cached_date().as_bytes(), close, body);
-    drop(head);
+    let out = wire::answer_bytes(head, date::get_cached_date().as_bytes(), close, body);
     let send = async {
         stream.write_all(&out).await?;
         stream.flush().await
